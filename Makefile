@@ -1,0 +1,46 @@
+# Two commands do all the set-up on a fresh machine: `make demo`, `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+GLUON_FCN := $(VENV)/bin/gluon-fcn
+
+# The demo: the chapter's FCN (resnet18_v2, SGD lr 0.1, wd 1e-3) trained
+# from scratch on the synthetic data, sized to finish in ~5 min on 2 cores.
+DEMO_RUN := runs/demo
+DEMO_FLAGS := --data synthetic --synth-scale 0.5 --crop 160,224 \
+	--batch-size 16 --epochs 10 --seed 0
+DEMO_DATA := data/synthetic_200_50_x0.5
+
+.PHONY: demo test install clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+$(VENV)/.installed-cpu: setup.py | $(PY)
+	$(PIP) install -e '.[cpu]'
+	touch $@
+
+$(VENV)/.installed-test: setup.py $(VENV)/.installed-cpu
+	$(PIP) install -e '.[cpu,test]'
+	# d2l 1.0.3 is the reference the tests compare against; its pinned
+	# dependencies (gym 0.21, ...) do not install on Python 3.11
+	$(PIP) install --no-deps d2l==1.0.3
+	touch $@
+
+install: $(VENV)/.installed-cpu
+
+demo: $(VENV)/.installed-cpu
+	$(GLUON_FCN) train $(DEMO_FLAGS) --out $(DEMO_RUN) --overwrite
+	$(GLUON_FCN) predict --run $(DEMO_RUN) --out $(DEMO_RUN)/predict \
+		$$(head -n 4 $(DEMO_DATA)/ImageSets/Segmentation/val.txt | \
+		  sed 's|.*|$(DEMO_DATA)/JPEGImages/&.jpg|')
+	@echo "demo: see $(DEMO_RUN)/curves.png, $(DEMO_RUN)/predictions.png" \
+		"and $(DEMO_RUN)/predict/"
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) runs *.egg-info

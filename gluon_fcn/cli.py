@@ -1,0 +1,168 @@
+"""`gluon-fcn`: argparse -> a config -> calls into the package.
+
+Users' mistakes end in one line, `gluon-fcn: error: ...`, and exit 2.
+"""
+import argparse
+import os
+import sys
+
+from .errors import FCNError
+
+def parse_crop(text):
+    """'320,480' -> (320, 480); both sides multiples of 32."""
+    try:
+        h, w = (int(v) for v in text.split(','))
+    except ValueError:
+        raise FCNError(f'--crop {text}: write HEIGHT,WIDTH, e.g. 320,480')
+    if h <= 0 or w <= 0 or h % 32 or w % 32:
+        raise FCNError(f'--crop {text}: both sides must be positive '
+                       'multiples of 32, since the FCN downsamples by 32 '
+                       'and upsamples by 32')
+    return h, w
+
+
+def positive(flag, value):
+    if value is not None and value <= 0:
+        raise FCNError(f'{flag} must be positive, not {value}')
+    return value
+
+
+def add_train_args(p):
+    p.add_argument('--data', default='synthetic',
+                   help="'synthetic' (default), 'voc2012' or a VOC folder")
+    p.add_argument('--out', default=os.path.join('runs', 'fcn'),
+                   help='run folder (default runs/fcn)')
+    p.add_argument('--epochs', type=int, help='default 5')
+    p.add_argument('--batch-size', type=int, default=32)
+    p.add_argument('--crop', default='320,480', help='HEIGHT,WIDTH')
+    p.add_argument('--lr', type=float, default=0.1)
+    p.add_argument('--wd', type=float, default=1e-3)
+    p.add_argument('--devices', default='auto',
+                   help="'auto' (every GPU, else the CPU), cpu:0,cpu:1, "
+                        'gpu:0,gpu:1')
+    p.add_argument('--backbone', default='resnet18_v2')
+    p.add_argument('--pretrained', action='store_true',
+                   help='ImageNet weights for the backbone')
+    p.add_argument('--model-root', help='local Gluon model store folder')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--workers', type=int, default=0,
+                   help='data loader processes (default 0)')
+    p.add_argument('--no-hybridize', action='store_true')
+    p.add_argument('--data-dir', default='data',
+                   help="where 'synthetic' and 'voc2012' are kept")
+    p.add_argument('--synth-train', type=int, default=200)
+    p.add_argument('--synth-val', type=int, default=50)
+    p.add_argument('--resume', action='store_true',
+                   help='continue the run in --out from its last epoch')
+    p.add_argument('--overwrite', action='store_true',
+                   help='replace the run in --out')
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog='gluon-fcn', description='Fully Convolutional Networks '
+        '(d2l) in MXNet Gluon.')
+    parser.add_argument('--debug', action='store_true',
+                        help='show tracebacks')
+    sub = parser.add_subparsers(dest='command', required=True)
+    p = sub.add_parser('synth', help='write the synthetic VOC dataset')
+    p.add_argument('--out', default=os.path.join('data', 'synthetic'))
+    p.add_argument('--train', type=int, default=200)
+    p.add_argument('--val', type=int, default=50)
+    p.add_argument('--seed', type=int, default=0)
+    add_train_args(sub.add_parser('train', help='train an FCN'))
+    p = sub.add_parser('predict', help='segment images with a trained run')
+    p.add_argument('--run', required=True)
+    p.add_argument('--out', required=True, help='folder for the masks')
+    p.add_argument('--device', default='cpu:0')
+    p.add_argument('images', nargs='+')
+    p = sub.add_parser('evaluate', help="the chapter's test accuracy")
+    p.add_argument('--run', required=True)
+    p.add_argument('--data', default='synthetic')
+    p.add_argument('--data-dir', default='data')
+    p.add_argument('--split', choices=('train', 'val'), default='val')
+    p.add_argument('--batch-size', type=int)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--json', help='write the figures to this JSON file')
+    p.add_argument('--device', default='cpu:0')
+    return parser
+
+
+def train_config(args):
+    """The run's TrainConfig: the flags, or the saved one under --resume."""
+    from .run import TrainConfig
+    positive('--epochs', args.epochs)
+    positive('--batch-size', args.batch_size)
+    positive('--workers', args.workers + 1)
+    if args.resume and os.path.isfile(os.path.join(args.out,
+                                                   'config.json')):
+        config = TrainConfig.from_json(os.path.join(args.out, 'config.json'))
+        config.out = args.out
+        if args.epochs:
+            config.epochs = args.epochs
+        return config
+    return TrainConfig(
+        data=args.data, out=args.out, epochs=args.epochs or 5,
+        batch_size=args.batch_size, crop=parse_crop(args.crop), lr=args.lr,
+        wd=args.wd, devices=args.devices, pretrained=args.pretrained,
+        model_root=args.model_root, backbone=args.backbone, seed=args.seed,
+        num_workers=args.workers, hybridize=not args.no_hybridize,
+        data_dir=args.data_dir, synth_train=args.synth_train,
+        synth_val=args.synth_val)
+
+
+def cmd_synth(args):
+    from .synthetic import make_synthetic_voc
+    positive('--train', args.train)
+    positive('--val', args.val)
+    make_synthetic_voc(args.out, args.train, args.val, seed=args.seed)
+    print(f'wrote {args.train} train and {args.val} val examples to '
+          f'{args.out}')
+    return 0
+
+
+def cmd_train(args):
+    from .run import fit
+    config = train_config(args)
+    fit(config, resume=args.resume, overwrite=args.overwrite)
+    print(f'run written to {config.out}')
+    return 0
+
+
+def cmd_predict(args):
+    from .predict import predict_files
+    from .run import load_run, parse_devices
+    ctx = parse_devices(args.device)[0]
+    net, config = load_run(args.run, ctx)
+    failed = predict_files(net, config, args.images, args.out, ctx)
+    return 1 if failed else 0
+
+
+def cmd_evaluate(args):
+    from .run import evaluate_run
+    positive('--batch-size', args.batch_size)
+    evaluate_run(args.run, args.data, args.data_dir, args.split,
+                 args.batch_size, args.seed, args.json, args.device)
+    return 0
+
+
+COMMANDS = {'synth': cmd_synth, 'train': cmd_train,
+            'predict': cmd_predict, 'evaluate': cmd_evaluate}
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except FCNError as e:
+        if args.debug:
+            raise
+        print(f'gluon-fcn: error: {e}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('gluon-fcn: interrupted', file=sys.stderr)
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

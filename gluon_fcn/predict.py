@@ -1,0 +1,86 @@
+"""Prediction with a trained FCN (d2l, sec_fcn) and for images of any size.
+"""
+import os
+import sys
+
+import mxnet as mx
+from mxnet import np
+
+from . import viz
+from .data import VOC_COLORMAP, normalize_image, read_image, save_label_png
+from .errors import FCNError
+from .model import STRIDE
+
+
+def predict(net, img, ctx=None):
+    """Class indices (H, W) of an (H, W, 3) uint8 image (d2l's `predict`).
+
+    As in the chapter, H and W should be multiples of 32; `predict_image`
+    takes any size.
+    """
+    ctx = ctx or mx.cpu()
+    X = normalize_image(img)
+    X = np.expand_dims(X.transpose(2, 0, 1), axis=0)  # (1, 3, H, W)
+    pred = net(X.as_in_ctx(ctx)).argmax(axis=1)  # (1, H, W)
+    return pred.reshape(pred.shape[1], pred.shape[2])
+
+
+def pad_to_multiple(X, multiple=STRIDE):
+    """Zero-pad (B, C, H, W) at the bottom and right to multiples.
+
+    On normalised input zero is the mean colour.
+    """
+    h, w = X.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if not (ph or pw):
+        return X
+    out = np.zeros(X.shape[:-2] + (h + ph, w + pw), dtype=X.dtype,
+                   ctx=X.ctx)
+    out[..., :h, :w] = X
+    return out
+
+
+def predict_logits(net, img, ctx=None):
+    """Logits (C, H, W) for an (H, W, 3) uint8 image of any size."""
+    ctx = ctx or mx.cpu()
+    h, w = img.shape[:2]
+    X = normalize_image(img.as_in_ctx(ctx))
+    X = np.expand_dims(X.transpose(2, 0, 1), axis=0)  # (1, 3, H, W)
+    return net(pad_to_multiple(X))[0, :, :h, :w]  # (C, H, W)
+
+
+def predict_image(net, img, ctx=None):
+    """Class indices (H, W) of an image of any size: padded to multiples
+    of 32 with the mean colour, predicted, and cropped back."""
+    return predict_logits(net, img, ctx).argmax(axis=0).astype('int32')
+
+
+def label2image(pred, colormap=VOC_COLORMAP):
+    """Colour image (H, W, 3) uint8 of class indices (d2l)."""
+    colormap = np.array(colormap, ctx=pred.ctx, dtype='uint8')
+    X = pred.astype('int32')
+    return colormap[X, :]
+
+
+def predict_files(net, config, paths, out_dir, ctx=None):
+    """Segment image files: `out_dir/<stem>.png` (palette PNG of class
+    indices, the image's size) and `<stem>_overlay.png`; print the classes
+    found. An unreadable file is reported and skipped; returns how many
+    failed."""
+    failed = 0
+    for path in paths:
+        try:
+            img = read_image(path)
+        except FCNError as e:
+            print(f'gluon-fcn: error: {e}', file=sys.stderr)
+            failed += 1
+            continue
+        pred = predict_image(net, img, ctx)
+        stem = os.path.join(out_dir, os.path.splitext(
+            os.path.basename(path))[0])
+        mask = pred.asnumpy()
+        save_label_png(mask, stem + '.png')
+        viz.save_overlay(img, label2image(pred), stem + '_overlay.png')
+        found = [config.classes[i] for i in sorted(set(mask.ravel()))]
+        print(f'{path}: {", ".join(found)}')
+    return failed

@@ -1,0 +1,268 @@
+"""A training run as a folder: config, checkpoints, resume, final files.
+
+The run folder holds `config.json`, `log.txt` (a line per epoch),
+`checkpoints/epoch-NNNN.{params,states,json}`, `fcn.params` (final),
+`curves.png`, `predictions.png` and `metrics.json`. Every file is written
+atomically; the checkpoint's JSON is written last and marks it complete.
+"""
+import dataclasses
+import glob
+import os
+import shutil
+
+import mxnet as mx
+from mxnet import gluon
+
+from . import viz
+from .data import (VOC_CLASSES, VOCSegDataset, download_voc, read_image,
+                   read_split)
+from .errors import FCNError
+from .files import atomic_path, load_json, save_json
+from .model import build_fcn
+from .predict import label2image, predict_image
+from .synthetic import make_synthetic_voc
+from .train import (History, evaluate_accuracy, examples_per_sec,
+                    format_epoch, seed_everything, train)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a run depends on; the defaults are the textbook's."""
+    data: str = 'synthetic'      # 'synthetic', 'voc2012' or a VOC folder
+    out: str = os.path.join('runs', 'fcn')
+    epochs: int = 5
+    batch_size: int = 32
+    crop: tuple = (320, 480)     # (height, width), multiples of 32
+    lr: float = 0.1
+    wd: float = 1e-3
+    devices: str = 'auto'        # 'auto', 'cpu:0,cpu:1', 'gpu:0,gpu:1'
+    pretrained: bool = False
+    model_root: str = None
+    backbone: str = 'resnet18_v2'
+    classes: tuple = tuple(VOC_CLASSES)
+    seed: int = 0
+    num_workers: int = 0
+    hybridize: bool = True
+    data_dir: str = 'data'       # where 'synthetic' and 'voc2012' live
+    synth_train: int = 200
+    synth_val: int = 50
+
+    @classmethod
+    def from_json(cls, path):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in load_json(path).items() if k in fields}
+        values['crop'] = tuple(values.get('crop', cls.crop))
+        values['classes'] = tuple(values.get('classes', cls.classes))
+        return cls(**values)
+
+
+def parse_devices(spec):
+    """'auto' -> every GPU, else the CPU; 'cpu:0,cpu:1' -> two CPU contexts.
+    """
+    num_gpus = mx.context.num_gpus()
+    if spec == 'auto':
+        return [mx.gpu(i) for i in range(num_gpus)] or [mx.cpu()]
+    devices = []
+    for item in spec.split(','):
+        kind, _, index = item.strip().partition(':')
+        if kind not in ('cpu', 'gpu') or not (index or '0').isdigit():
+            raise FCNError(f'--devices: cannot read {item!r} '
+                           '(write e.g. cpu:0,cpu:1 or gpu:0)')
+        i = int(index or 0)
+        if kind == 'gpu' and i >= num_gpus:
+            raise FCNError(f'--devices: {item} does not exist here '
+                           f'({num_gpus} GPUs visible to MXNet)')
+        devices.append(mx.gpu(i) if kind == 'gpu' else mx.cpu(i))
+    return devices
+
+
+def resolve_data(config):
+    """The VOC-layout folder behind `config.data`, made or fetched once."""
+    if config.data == 'synthetic':
+        folder = os.path.join(config.data_dir, 'synthetic')
+        if not os.path.isfile(os.path.join(folder, 'synthetic.json')):
+            make_synthetic_voc(folder, config.synth_train, config.synth_val,
+                               seed=0)
+        return folder
+    if config.data == 'voc2012':
+        return download_voc(config.data_dir)
+    if not os.path.isdir(config.data):
+        raise FCNError(f'--data: {config.data} is not a folder '
+                       '(nor synthetic or voc2012)')
+    return config.data
+
+
+def make_loaders(config, voc_dir):
+    """d2l's load_data_voc on `voc_dir`, with the config's settings."""
+    loaders = []
+    for is_train in (True, False):
+        dataset = VOCSegDataset(is_train, config.crop, voc_dir)
+        split = 'train' if is_train else 'val'
+        if len(dataset) < config.batch_size:
+            raise FCNError(
+                f'{voc_dir}: the {split} split has {len(dataset)} images of '
+                f'at least {config.crop[0]}x{config.crop[1]}, fewer than '
+                f'--batch-size {config.batch_size}')
+        loaders.append(gluon.data.DataLoader(
+            dataset, config.batch_size, shuffle=is_train,
+            last_batch='discard', num_workers=config.num_workers))
+    return loaders
+
+
+def prepare_run_dir(out, resume=False, overwrite=False):
+    """Refuse to overwrite a run silently; clear it with `overwrite`."""
+    if os.path.isdir(out) and os.listdir(out) and not resume:
+        if not overwrite:
+            raise FCNError(f'--out {out} already holds files: pass --resume '
+                           'to continue that run or --overwrite to replace')
+        shutil.rmtree(out)
+    if resume and not os.path.isfile(os.path.join(out, 'config.json')):
+        raise FCNError(f'--resume: {out} is not a run (no config.json)')
+    os.makedirs(os.path.join(out, 'checkpoints'), exist_ok=True)
+
+
+def checkpoint_paths(out, epoch):
+    stem = os.path.join(out, 'checkpoints', f'epoch-{epoch:04d}')
+    return stem + '.params', stem + '.states', stem + '.json'
+
+
+def save_checkpoint(out, epoch, net, trainer, history):
+    params, states, meta = checkpoint_paths(out, epoch)
+    with atomic_path(params) as tmp:
+        net.save_parameters(tmp)
+    with atomic_path(states) as tmp:
+        trainer.save_states(tmp)
+    save_json({'epoch': epoch, 'points': history.points,
+               'epochs': history.epochs}, meta)
+
+
+def load_last_checkpoint(out, net, trainer):
+    """Restore the newest complete checkpoint; return (epoch, History)."""
+    metas = sorted(glob.glob(os.path.join(out, 'checkpoints',
+                                          'epoch-*.json')))
+    if not metas:
+        return 0, History()
+    meta = load_json(metas[-1])
+    params, states, _ = checkpoint_paths(out, meta['epoch'])
+    net.load_parameters(params, ctx=list_ctx(net))
+    trainer.load_states(states)
+    points = [tuple(p) for p in meta['points']]
+    return meta['epoch'], History(points, meta['epochs'])
+
+
+def list_ctx(net):
+    return list(net.collect_params().values())[0].list_ctx()
+
+
+def write_epoch_files(out, config, history):
+    """log.txt and curves.png, rewritten whole from the history."""
+    with atomic_path(os.path.join(out, 'log.txt')) as tmp:
+        with open(tmp, 'w') as f:
+            f.writelines(format_epoch(r) + '\n' for r in history.epochs)
+    viz.save_curves(history.points, config.epochs,
+                    os.path.join(out, 'curves.png'))
+
+
+def fit(config, resume=False, overwrite=False, progress=True):
+    """Train an FCN as the chapter does and fill the run folder `config.out`.
+
+    With `resume`, continue from the run's newest complete checkpoint.
+    """
+    out = config.out
+    prepare_run_dir(out, resume, overwrite)
+    devices = parse_devices(config.devices)
+    voc_dir = resolve_data(config)
+    seed_everything(config.seed)
+    train_iter, test_iter = make_loaders(config, voc_dir)
+    net = build_fcn(len(config.classes), config.backbone, config.pretrained,
+                    config.model_root)
+    net.collect_params().reset_ctx(devices)
+    if config.hybridize:
+        net.hybridize()
+    loss = gluon.loss.SoftmaxCrossEntropyLoss(axis=1)
+    trainer = gluon.Trainer(net.collect_params(), 'sgd',
+                            {'learning_rate': config.lr, 'wd': config.wd})
+    start_epoch, history = load_last_checkpoint(out, net, trainer)
+    save_json(config_dict(config), os.path.join(out, 'config.json'))
+
+    def on_epoch_end(epoch, history):
+        save_checkpoint(out, epoch, net, trainer, history)
+        write_epoch_files(out, config, history)
+
+    history = train(net, train_iter, test_iter, loss, trainer,
+                    config.epochs, devices, history=history,
+                    start_epoch=start_epoch, on_epoch_end=on_epoch_end,
+                    seed=config.seed, progress=progress)
+    with atomic_path(os.path.join(out, 'fcn.params')) as tmp:
+        net.save_parameters(tmp)
+    save_prediction_figure(net, voc_dir, config,
+                           os.path.join(out, 'predictions.png'), devices[0])
+    metrics = dict(history.epochs[-1], devices=str(devices),
+                   examples_per_sec=examples_per_sec(history))
+    save_json(metrics, os.path.join(out, 'metrics.json'))
+    return metrics
+
+
+def config_dict(config):
+    d = dataclasses.asdict(config)
+    d.update(crop=list(config.crop), classes=list(config.classes))
+    return d
+
+
+def save_prediction_figure(net, voc_dir, config, path, ctx, n=4):
+    """The chapter's last figure on the first `n` validation images, each
+    cropped at the top left to the crop size where it is larger."""
+    images, preds, labels = [], [], []
+    for name in read_split(voc_dir, 'val')[:n]:
+        img = read_image(os.path.join(voc_dir, 'JPEGImages', f'{name}.jpg'))
+        label = read_image(os.path.join(voc_dir, 'SegmentationClass',
+                                        f'{name}.png'))
+        h, w = config.crop
+        img, label = img[:h, :w], label[:h, :w]
+        images.append(img)
+        preds.append(label2image(predict_image(net, img, ctx)))
+        labels.append(label)
+    viz.save_prediction_grid(images, preds, labels, path)
+
+
+def evaluate_run(run_dir, data, data_dir, split='val', batch_size=None,
+                 seed=0, json_path=None, device='cpu:0'):
+    """The chapter's test accuracy of a run on a split: random crops of the
+    run's crop size, seeded, as `evaluate_accuracy` computes it."""
+    ctx = parse_devices(device)
+    net, config = load_run(run_dir, ctx[0])
+    config = dataclasses.replace(config, data=data, data_dir=data_dir)
+    voc_dir = resolve_data(config)
+    seed_everything(seed)
+    dataset = VOCSegDataset(split == 'train', config.crop, voc_dir)
+    data_iter = gluon.data.DataLoader(dataset, batch_size or
+                                      config.batch_size)
+    acc = evaluate_accuracy(net, data_iter)
+    figures = {'accuracy': acc, 'split': split, 'images': len(dataset),
+               'crop': list(config.crop), 'data': voc_dir, 'seed': seed}
+    print(f'{split} accuracy {acc:.3f} on {len(dataset)} images '
+          f'({config.crop[0]}x{config.crop[1]} random crops)')
+    if json_path:
+        save_json(figures, json_path)
+    return figures
+
+
+def load_run(run_dir, ctx=None):
+    """The trained net of a run folder and its config."""
+    config_path = os.path.join(run_dir, 'config.json')
+    params = os.path.join(run_dir, 'fcn.params')
+    if not os.path.isfile(config_path):
+        raise FCNError(f'--run {run_dir}: not a run folder (no config.json)')
+    if not os.path.isfile(params):
+        raise FCNError(f'--run {run_dir}: no fcn.params (did training '
+                       'finish? continue it with train --resume)')
+    config = TrainConfig.from_json(config_path)
+    ctx = ctx or mx.cpu()
+    net = build_fcn(len(config.classes), config.backbone, ctx=ctx)
+    try:
+        net.load_parameters(params, ctx=ctx)
+    except Exception as e:  # MXNetError, AssertionError: not our params
+        raise FCNError(f'--run {run_dir}: cannot load {params}') from e
+    net.hybridize()
+    return net, config
+

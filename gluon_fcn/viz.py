@@ -1,0 +1,67 @@
+"""Every PNG the project writes: curves, prediction grids and overlays."""
+import matplotlib
+
+matplotlib.use('Agg')  # files only: no display on servers and in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as onp  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from .files import atomic_path  # noqa: E402
+
+CURVE_LEGEND = ('train loss', 'train acc', 'test acc')
+CURVE_FMTS = ('-', 'm--', 'g-.')  # d2l Animator's
+
+
+def _save(fig, path):
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format='png', dpi=100, bbox_inches='tight')
+    plt.close(fig)
+
+
+def save_curves(points, num_epochs, path):
+    """The chapter's Animator plot (train loss, train acc, test acc).
+
+    `points` are (x, loss, train acc, test acc) tuples, None for no value.
+    """
+    fig, ax = plt.subplots(figsize=(3.5, 2.5))
+    for k, (label, fmt) in enumerate(zip(CURVE_LEGEND, CURVE_FMTS)):
+        xy = [(p[0], p[k + 1]) for p in points if p[k + 1] is not None]
+        if xy:
+            ax.plot(*zip(*xy), fmt, label=label)
+    ax.set_xlabel('epoch')
+    ax.set_xlim([1, num_epochs] if num_epochs > 1 else [0, 1])
+    ax.set_ylim([0, max([1.0] + [p[1] for p in points if p[1]])])
+    ax.legend()
+    ax.grid()
+    _save(fig, path)
+
+
+def show_images(imgs, num_rows, num_cols, path, titles=None, scale=2):
+    """d2l's `show_images`, to a PNG: a grid of (H, W, 3) uint8 images."""
+    fig, axes = plt.subplots(num_rows, num_cols, squeeze=False,
+                             figsize=(num_cols * scale, num_rows * scale))
+    for i, ax in enumerate(axes.flatten()):
+        ax.axis('off')
+        if i < len(imgs):
+            ax.imshow(_to_numpy(imgs[i]))
+            if titles:
+                ax.set_title(titles[i], fontsize=8)
+    _save(fig, path)
+
+
+def save_prediction_grid(images, preds, labels, path, titles=None):
+    """The chapter's last figure: images, predictions, labels in 3 rows."""
+    show_images(list(images) + list(preds) + list(labels), 3, len(images),
+                path, titles=titles)
+
+
+def save_overlay(img, colored, path, alpha=0.5):
+    """Blend a colour mask over an image and write it as a PNG."""
+    img, colored = _to_numpy(img), _to_numpy(colored)
+    mix = img * (1 - alpha) + colored * alpha
+    with atomic_path(path) as tmp:
+        Image.fromarray(mix.round().astype(onp.uint8)).save(tmp, 'PNG')
+
+
+def _to_numpy(x):
+    return x.asnumpy() if hasattr(x, 'asnumpy') else onp.asarray(x)

@@ -1,0 +1,139 @@
+"""The command line, end to end on a small synthetic dataset."""
+import json
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as onp
+import pytest
+from PIL import Image
+
+from gluon_fcn.cli import main
+from gluon_fcn.data import read_split, voc_palette
+
+SMALL = ['--crop', '96,128', '--batch-size', '4', '--seed', '0']
+
+
+@pytest.fixture(scope='module')
+def run(synth_voc, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp('runs') / 'run')
+    assert main(['train', '--data', synth_voc, '--out', out, '--epochs', '2',
+                 '--devices', 'cpu:0,cpu:1'] + SMALL) == 0
+    return out
+
+
+def test_train_writes_the_run_folder(run):
+    names = set(os.listdir(run))
+    assert {'config.json', 'log.txt', 'fcn.params', 'curves.png',
+            'predictions.png', 'metrics.json', 'checkpoints'} <= names
+    config = json.load(open(os.path.join(run, 'config.json')))
+    assert config['crop'] == [96, 128] and config['lr'] == 0.1
+    assert config['wd'] == 1e-3 and config['backbone'] == 'resnet18_v2'
+    log = open(os.path.join(run, 'log.txt')).read().splitlines()
+    assert [line.split(':')[0] for line in log] == ['epoch 1', 'epoch 2']
+    metrics = json.load(open(os.path.join(run, 'metrics.json')))
+    assert {'loss', 'train_acc', 'test_acc', 'examples_per_sec',
+            'devices'} <= set(metrics)
+    assert metrics['devices'] == '[cpu(0), cpu(1)]'
+    assert 0 <= metrics['test_acc'] <= 1 and metrics['examples_per_sec'] > 0
+    assert sorted(os.listdir(os.path.join(run, 'checkpoints'))) == [
+        f'epoch-000{e}.{ext}' for e in (1, 2)
+        for ext in ('json', 'params', 'states')]
+    for png in ('curves.png', 'predictions.png'):
+        assert Image.open(os.path.join(run, png)).size[0] > 200
+
+
+def test_predict_writes_masks_the_size_of_each_image(run, synth_voc,
+                                                     tmp_path, capsys):
+    images = [os.path.join(synth_voc, 'JPEGImages', f'{i}.jpg')
+              for i in read_split(synth_voc, 'val')[:2]]
+    odd = tmp_path / 'odd.png'
+    Image.new('RGB', (101, 37), (90, 120, 30)).save(odd)
+    bad = tmp_path / 'bad.jpg'
+    bad.write_bytes(b'\xff\xd8 truncated')
+    out = tmp_path / 'pred'
+    status = main(['predict', '--run', run, '--out', str(out),
+                   str(bad)] + images + [str(odd)])
+    assert status == 1  # one input failed; the others are written
+    captured = capsys.readouterr()
+    assert 'bad.jpg' in captured.err and len(captured.err.splitlines()) == 1
+    for path in images + [str(odd)]:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        mask = Image.open(out / f'{stem}.png')
+        assert mask.mode == 'P' and mask.getpalette() == voc_palette()
+        assert mask.size == Image.open(path).size
+        assert (out / f'{stem}_overlay.png').exists()
+        assert f'{path}: ' in captured.out
+    assert not (out / 'bad.png').exists()
+
+
+def test_evaluate_is_seeded_and_writes_json(run, synth_voc, tmp_path):
+    figures = []
+    for k in range(2):
+        path = tmp_path / f'eval{k}.json'
+        assert main(['evaluate', '--run', run, '--data', synth_voc,
+                     '--json', str(path)]) == 0
+        figures.append(json.load(open(path)))
+    assert figures[0] == figures[1]
+    assert 0 <= figures[0]['accuracy'] <= 1 and figures[0]['split'] == 'val'
+
+
+def test_resume_ends_where_an_uninterrupted_run_ends(run, synth_voc,
+                                                     tmp_path):
+    out = str(tmp_path / 'resumed')
+    common = ['train', '--data', synth_voc, '--out', out,
+              '--devices', 'cpu:0,cpu:1'] + SMALL
+    assert main(common + ['--epochs', '1']) == 0
+    assert main(common + ['--epochs', '2', '--resume']) == 0
+    def figures(run_dir):  # the log without the timing
+        log = open(os.path.join(run_dir, 'log.txt')).read().splitlines()
+        return [line.rsplit(', ', 1)[0] for line in log]
+
+    assert len(figures(out)) == 2
+    assert figures(out) == figures(run)
+    a = mx.nd.load(os.path.join(out, 'fcn.params'))
+    b = mx.nd.load(os.path.join(run, 'fcn.params'))
+    assert a.keys() == b.keys()
+    for k in a:
+        # oneDNN's threaded reductions round differently from run to run
+        onp.testing.assert_allclose(a[k].asnumpy(), b[k].asnumpy(),
+                                    rtol=1e-4, atol=1e-7, err_msg=k)
+
+
+@pytest.mark.parametrize('args,message', [
+    (['train', '--crop', '100,128'], '--crop 100,128: both sides must be'),
+    (['train', '--crop', 'big'], '--crop big: write HEIGHT,WIDTH'),
+    (['train', '--epochs', '0'], '--epochs must be positive'),
+    (['train', '--batch-size', '-1'], '--batch-size must be positive'),
+    (['train', '--devices', 'gpu:0'], '--devices: gpu:0 does not exist'),
+    (['train', '--devices', 'tpu:0'], "--devices: cannot read 'tpu:0'"),
+    (['train', '--data', '/no/such/folder'], '--data: /no/such/folder is'),
+    (['predict', '--run', '/no/run', '--out', 'x', 'a.jpg'],
+     '--run /no/run: not a run folder'),
+])
+def test_user_errors_are_one_line_and_exit_2(args, message, tmp_path,
+                                             capsys):
+    if args[0] == 'train':
+        args = args + ['--out', str(tmp_path / 'r')]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f'gluon-fcn: error: {message}')
+    assert len(err.splitlines()) == 1
+
+
+def test_existing_run_is_not_overwritten(run, synth_voc, capsys):
+    before = open(os.path.join(run, 'log.txt')).read()
+    assert main(['train', '--data', synth_voc, '--out', run] + SMALL) == 2
+    assert 'pass --resume' in capsys.readouterr().err
+    assert open(os.path.join(run, 'log.txt')).read() == before
+
+
+def test_console_script_exits_2_without_traceback(tmp_path):
+    exe = os.path.join(os.path.dirname(sys.executable), 'gluon-fcn')
+    proc = subprocess.run([exe, 'predict', '--run', str(tmp_path), '--out',
+                           str(tmp_path), 'x.jpg'], capture_output=True,
+                          text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f'gluon-fcn: error: --run {tmp_path}: '
+                                   'not a run folder (no config.json)')

@@ -1,0 +1,116 @@
+"""Multi-device training as d2l's train_ch13, on faked CPU devices."""
+import mxnet as mx
+import numpy as onp
+import pytest
+from mxnet import gluon, np
+
+from gluon_fcn.data import VOCSegDataset
+from gluon_fcn.model import build_fcn
+from gluon_fcn.train import (evaluate_accuracy, seed_everything, split_batch,
+                             train, train_batch)
+
+
+def make_trainer(net):
+    return gluon.Trainer(net.collect_params(), 'sgd',
+                         {'learning_rate': 0.1, 'wd': 1e-3})
+
+
+def params_of(net, ctx):
+    return {k: v.data(ctx).asnumpy()
+            for k, v in net._collect_params_with_prefix().items()}
+
+
+def test_split_batch_splits_evenly():
+    X, y = np.arange(24.0).reshape(4, 6), np.arange(4.0)
+    devices = [mx.cpu(0), mx.cpu(1)]
+    Xs, ys = split_batch(X, y, devices)
+    assert [x.ctx for x in Xs] == devices
+    assert (Xs[1] == X[2:]).all() and (ys[0] == y[:2]).all()
+
+
+def test_two_devices_step_equals_one_device_step(tmp_path):
+    """The multi-GPU path: split, per-device backward, summed gradients,
+    one update everywhere. Each half of the batch is the same so
+    BatchNorm's per-device statistics equal the whole batch's."""
+    seed_everything(0)
+    net = build_fcn(num_classes=3)
+    # float64, so that rounding cannot hide a real difference
+    net.cast('float64')
+    net.save_parameters(str(tmp_path / 'init.params'))
+    rng = onp.random.default_rng(0)
+    half = rng.normal(size=(2, 3, 64, 96))
+    labels = rng.integers(0, 3, size=(2, 64, 96)).astype('float64')
+    X = np.array(onp.concatenate([half, half]))
+    y = np.array(onp.concatenate([labels, labels]))
+    loss = gluon.loss.SoftmaxCrossEntropyLoss(axis=1)
+    results = []
+    for devices in ([mx.cpu(0)], [mx.cpu(0), mx.cpu(1)]):
+        net.load_parameters(str(tmp_path / 'init.params'))
+        net.collect_params().reset_ctx(devices)
+        trainer = make_trainer(net)
+        l, acc = train_batch(net, X, y, loss, trainer, devices)
+        results.append((l, acc, [params_of(net, d) for d in devices]))
+    (l1, acc1, (one,)), (l2, acc2, (first, second)) = results
+    assert l1 == pytest.approx(l2, rel=1e-5) and acc1 == acc2
+    net.load_parameters(str(tmp_path / 'init.params'))
+    before = params_of(net, mx.cpu())
+    errors = {}
+    for k in one:
+        onp.testing.assert_array_equal(first[k], second[k])
+        # the updates agree; a wrong batch-size factor would be 50% off
+        update = one[k] - before[k]
+        diff = onp.linalg.norm(first[k] - one[k])
+        errors[k] = diff / max(onp.linalg.norm(update), 1e-12)
+    assert sum(onp.linalg.norm(one[k] - before[k]) > 0 for k in one) > 50
+    assert max(errors.values()) < 1e-9, max(errors.items(),
+                                             key=lambda kv: kv[1])
+
+
+@pytest.fixture(scope='module')
+def loaders(synth_voc):
+    train_ds = VOCSegDataset(True, (96, 128), synth_voc)
+    test_ds = VOCSegDataset(False, (96, 128), synth_voc)
+    return (gluon.data.DataLoader(train_ds, 4, shuffle=True,
+                                  last_batch='discard'),
+            gluon.data.DataLoader(test_ds, 4, last_batch='discard'))
+
+
+def background_fraction(data_iter):
+    labels = onp.concatenate([y.asnumpy().ravel() for _, y in data_iter])
+    return (labels == 0).mean()
+
+
+def test_short_training_learns(loaders, capsys):
+    train_iter, test_iter = loaders
+    devices = [mx.cpu(0), mx.cpu(1)]
+    seed_everything(0)
+    net = build_fcn(num_classes=21)
+    net.collect_params().reset_ctx(devices)
+    loss = gluon.loss.SoftmaxCrossEntropyLoss(axis=1)
+    history = train(net, train_iter, test_iter, loss, make_trainer(net), 4,
+                    devices, seed=0, progress=False)
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2].startswith('loss ') and ', test acc ' in out[-2]
+    assert out[-1].endswith('examples/sec on [cpu(0), cpu(1)]')
+    losses = [r['loss'] for r in history.epochs]
+    assert losses[-1] < 0.5 * losses[0]
+    baseline = background_fraction(test_iter)
+    assert history.epochs[-1]['train_acc'] > baseline
+    assert evaluate_accuracy(net, test_iter) == pytest.approx(
+        history.epochs[-1]['test_acc'])
+    # d2l's Animator points: 5 per epoch (fewer batches: each) plus test
+    assert len(history.points) == 4 * (min(5, len(train_iter)) + 1)
+
+
+def test_same_seed_same_parameters(loaders, tmp_path):
+    train_iter, test_iter = loaders
+    loss = gluon.loss.SoftmaxCrossEntropyLoss(axis=1)
+    finals = []
+    for run in range(2):
+        seed_everything(0)
+        net = build_fcn(num_classes=21)
+        train(net, train_iter, test_iter, loss, make_trainer(net), 1,
+              seed=0, progress=False)
+        finals.append(params_of(net, mx.cpu()))
+    for k in finals[0]:
+        onp.testing.assert_array_equal(finals[0][k], finals[1][k])
