@@ -21,9 +21,11 @@ def parse_crop(text):
     return h, w
 
 
-def positive(flag, value):
-    if value is not None and value <= 0:
-        raise FCNError(f'{flag} must be positive, not {value}')
+def positive(flag, value, low=0):
+    """`value` must exceed `low` (be positive by default)."""
+    if value is not None and value <= low:
+        word = 'positive' if low == 0 else f'greater than {low}'
+        raise FCNError(f'{flag} must be {word}, not {value}')
     return value
 
 
@@ -52,6 +54,8 @@ def add_train_args(p):
                    help="where 'synthetic' and 'voc2012' are kept")
     p.add_argument('--synth-train', type=int, default=200)
     p.add_argument('--synth-val', type=int, default=50)
+    p.add_argument('--synth-scale', type=float, default=1.0,
+                   help='scale of the synthetic image sizes (demo: 0.5)')
     p.add_argument('--resume', action='store_true',
                    help='continue the run in --out from its last epoch')
     p.add_argument('--overwrite', action='store_true',
@@ -93,7 +97,8 @@ def train_config(args):
     from .run import TrainConfig
     positive('--epochs', args.epochs)
     positive('--batch-size', args.batch_size)
-    positive('--workers', args.workers + 1)
+    positive('--workers', args.workers, low=-1)
+    positive('--synth-scale', args.synth_scale)
     if args.resume and os.path.isfile(os.path.join(args.out,
                                                    'config.json')):
         config = TrainConfig.from_json(os.path.join(args.out, 'config.json'))
@@ -108,7 +113,7 @@ def train_config(args):
         model_root=args.model_root, backbone=args.backbone, seed=args.seed,
         num_workers=args.workers, hybridize=not args.no_hybridize,
         data_dir=args.data_dir, synth_train=args.synth_train,
-        synth_val=args.synth_val)
+        synth_val=args.synth_val, synth_scale=args.synth_scale)
 
 
 def cmd_synth(args):

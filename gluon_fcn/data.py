@@ -257,6 +257,9 @@ class VOCSegDataset(gluon.data.Dataset):
         self.features = [self.normalize_image(feature)
                          for feature in self.filter(features)]
         self.labels = self.filter(labels)
+        if not self.features:  # d2l would go on with an empty dataset
+            raise FCNError(no_image_fits(voc_dir, is_train, crop_size,
+                                         features))
         self.colormap2label = voc_colormap2label()
         print('read ' + str(len(self.features)) + ' examples')
 
@@ -276,6 +279,16 @@ class VOCSegDataset(gluon.data.Dataset):
 
     def __len__(self):
         return len(self.features)
+
+
+def no_image_fits(voc_dir, is_train, crop_size, features):
+    split = 'train' if is_train else 'val'
+    if not features:
+        return f'{voc_dir}: the {split} split lists no images'
+    h, w = max((f.shape[:2] for f in features),
+               key=lambda s: s[0] * s[1])
+    return (f'{voc_dir}: no {split} image is at least {crop_size[0]}x'
+            f'{crop_size[1]} (the crop); the largest is {h}x{w}')
 
 
 def get_dataloader_workers():

@@ -20,7 +20,7 @@ from .errors import FCNError
 from .files import atomic_path, load_json, save_json
 from .model import build_fcn
 from .predict import label2image, predict_image
-from .synthetic import make_synthetic_voc
+from .synthetic import DEFAULT_SIZES, make_synthetic_voc
 from .train import (History, evaluate_accuracy, examples_per_sec,
                     format_epoch, seed_everything, train)
 
@@ -46,6 +46,7 @@ class TrainConfig:
     data_dir: str = 'data'       # where 'synthetic' and 'voc2012' live
     synth_train: int = 200
     synth_val: int = 50
+    synth_scale: float = 1.0  # of the synthetic images' sizes
 
     @classmethod
     def from_json(cls, path):
@@ -79,17 +80,31 @@ def parse_devices(spec):
 def resolve_data(config):
     """The VOC-layout folder behind `config.data`, made or fetched once."""
     if config.data == 'synthetic':
-        folder = os.path.join(config.data_dir, 'synthetic')
-        if not os.path.isfile(os.path.join(folder, 'synthetic.json')):
-            make_synthetic_voc(folder, config.synth_train, config.synth_val,
-                               seed=0)
-        return folder
+        return synthetic_data(config.data_dir, config.synth_train,
+                              config.synth_val, config.synth_scale)
     if config.data == 'voc2012':
         return download_voc(config.data_dir)
     if not os.path.isdir(config.data):
         raise FCNError(f'--data: {config.data} is not a folder '
                        '(nor synthetic or voc2012)')
     return config.data
+
+
+def synthetic_data(data_dir, num_train=200, num_val=50, scale=1.0):
+    """The synthetic dataset for these settings, written on first use.
+
+    The defaults live in `data/synthetic`; other settings get a folder
+    named after them, e.g. `data/synthetic_200_50_x0.5`.
+    """
+    name = 'synthetic'
+    if (num_train, num_val, scale) != (200, 50, 1.0):
+        name += f'_{num_train}_{num_val}_x{scale:g}'
+    folder = os.path.join(data_dir, name)
+    if not os.path.isfile(os.path.join(folder, 'synthetic.json')):
+        sizes = tuple((round(h * scale), round(w * scale))
+                      for h, w in DEFAULT_SIZES)
+        make_synthetic_voc(folder, num_train, num_val, seed=0, sizes=sizes)
+    return folder
 
 
 def make_loaders(config, voc_dir):

@@ -179,3 +179,9 @@ def test_tar_members_outside_the_folder_are_refused(synth_voc, http_dir,
     assert not (tmp_path / 'escaped.txt').exists()
     assert not (data_dir / 'VOCdevkit').exists()
     assert sorted(os.listdir(data_dir)) == ['VOC.tar']
+
+
+def test_no_image_as_large_as_the_crop_is_an_error(voc_mini):
+    with pytest.raises(FCNError, match='no train image is at least 640x640 '
+                       r'\(the crop\); the largest is 375x500'):
+        data.VOCSegDataset(True, (640, 640), voc_mini)
