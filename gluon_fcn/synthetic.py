@@ -142,7 +142,7 @@ def draw_background(rng, size):
 def place_object(rng, size, style):
     """Centre, half extents (hw, hh), angle and flip of one object."""
     h, w = size
-    extent = min(h, w) * rng.uniform(0.3, 0.65)  # the longer side
+    extent = min(h, w) * rng.uniform(0.45, 0.85)  # the longer side
     aspect = style.aspect * rng.uniform(0.85, 1.15)
     hw, hh = (extent / 2, extent / 2 / aspect) if aspect > 1 else (
         extent / 2 * aspect, extent / 2)
