@@ -80,7 +80,8 @@ def predict_files(net, config, paths, out_dir, ctx=None):
             os.path.basename(path))[0])
         mask = pred.asnumpy()
         save_label_png(mask, stem + '.png')
-        viz.save_overlay(img, label2image(pred), stem + '_overlay.png')
+        viz.save_overlay(img, label2image(pred), stem + '_overlay.png',
+                         where=mask != 0)
         found = [config.classes[i] for i in sorted(set(mask.ravel()))]
         print(f'{path}: {", ".join(found)}')
     return failed

@@ -55,10 +55,13 @@ def save_prediction_grid(images, preds, labels, path, titles=None):
                 path, titles=titles)
 
 
-def save_overlay(img, colored, path, alpha=0.5):
-    """Blend a colour mask over an image and write it as a PNG."""
+def save_overlay(img, colored, path, alpha=0.5, where=None):
+    """Blend a colour mask over an image (only `where`, an (H, W) bool
+    array, if given: e.g. not over the background) and write a PNG."""
     img, colored = _to_numpy(img), _to_numpy(colored)
     mix = img * (1 - alpha) + colored * alpha
+    if where is not None:
+        mix = onp.where(_to_numpy(where)[..., None], mix, img)
     with atomic_path(path) as tmp:
         Image.fromarray(mix.round().astype(onp.uint8)).save(tmp, 'PNG')
 

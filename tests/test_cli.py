@@ -66,6 +66,12 @@ def test_predict_writes_masks_the_size_of_each_image(run, synth_voc,
         assert (out / f'{stem}_overlay.png').exists()
         assert f'{path}: ' in captured.out
     assert not (out / 'bad.png').exists()
+    # the overlay leaves background pixels as they are and tints the rest
+    mask = onp.array(Image.open(out / 'odd.png'))
+    overlay = onp.array(Image.open(out / 'odd_overlay.png'))
+    original = onp.array(Image.open(odd))
+    assert (overlay[mask == 0] == original[mask == 0]).all()
+    assert (overlay[mask != 0] != original[mask != 0]).any(axis=-1).all()
 
 
 def test_evaluate_is_seeded_and_writes_json(run, synth_voc, tmp_path):
@@ -139,3 +145,14 @@ def test_console_script_exits_2_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f'gluon-fcn: error: --run {tmp_path}: '
                                    'not a run folder (no config.json)')
+
+
+def test_synth_command_writes_a_voc_folder(tmp_path, capsys):
+    out = tmp_path / 'synth'
+    assert main(['synth', '--out', str(out), '--train', '3', '--val',
+                 '2']) == 0
+    assert read_split(str(out), 'train') == [f'synth_00000{i}'
+                                             for i in range(3)]
+    assert len(os.listdir(out / 'JPEGImages')) == 5
+    assert main(['synth', '--out', str(out), '--train', '0']) == 2
+    assert '--train must be positive' in capsys.readouterr().err
