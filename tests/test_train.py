@@ -129,3 +129,39 @@ def test_same_seed_same_parameters(loaders, tmp_path):
         finals.append(params_of(net, mx.cpu()))
     for k in finals[0]:
         onp.testing.assert_array_equal(finals[0][k], finals[1][k])
+
+
+def test_train_batch_and_evaluate_equal_d2l(d2l, loaders, tmp_path):
+    """Same net, same batch: d2l's train_batch_ch13 and ours agree, and so
+    do evaluate_accuracy_gpus and evaluate_accuracy."""
+    train_iter, test_iter = loaders
+    X, y = next(iter(train_iter))
+    devices = [mx.cpu(0), mx.cpu(1)]
+    loss = gluon.loss.SoftmaxCrossEntropyLoss(axis=1)
+    seed_everything(0)
+    net = build_fcn(num_classes=21)
+    net.save_parameters(str(tmp_path / 'init.params'))
+    results = []
+    for train_f, eval_f in ((train_batch, evaluate_accuracy),
+                            (d2l.train_batch_ch13,
+                             d2l.evaluate_accuracy_gpus)):
+        net.load_parameters(str(tmp_path / 'init.params'))
+        net.collect_params().reset_ctx(devices)
+        l, acc = train_f(net, X, y, loss, make_trainer(net), devices)
+        seed_everything(3)
+        results.append((l, acc, eval_f(net, test_iter),
+                        params_of(net, devices[1])))
+    ours, theirs = results
+    assert ours[:3] == theirs[:3]
+    for k in ours[3]:
+        onp.testing.assert_array_equal(ours[3][k], theirs[3][k])
+
+
+def test_load_data_voc_with_worker_processes(synth_voc, capsys):
+    from gluon_fcn.data import load_data_voc
+    train_iter, test_iter = load_data_voc(4, (96, 128), synth_voc,
+                                          num_workers=2)
+    assert capsys.readouterr().out.startswith('read ')
+    X, y = next(iter(train_iter))
+    assert X.shape == (4, 3, 96, 128) and y.shape == (4, 96, 128)
+    assert len(test_iter) == len(test_iter._dataset) // 4
