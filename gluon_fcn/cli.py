@@ -8,14 +8,22 @@ import sys
 
 from .errors import FCNError
 
-def parse_crop(text):
-    """'320,480' -> (320, 480); both sides multiples of 32."""
+def parse_pair(text, flag):
+    """'320,480' -> (320, 480), both positive."""
     try:
         h, w = (int(v) for v in text.split(','))
     except ValueError:
-        raise FCNError(f'--crop {text}: write HEIGHT,WIDTH, e.g. 320,480')
-    if h <= 0 or w <= 0 or h % 32 or w % 32:
-        raise FCNError(f'--crop {text}: both sides must be positive '
+        raise FCNError(f'{flag} {text}: write HEIGHT,WIDTH, e.g. 320,480')
+    if h <= 0 or w <= 0:
+        raise FCNError(f'{flag} {text}: both sides must be positive')
+    return h, w
+
+
+def parse_crop(text, flag='--crop'):
+    """'320,480' -> (320, 480); both sides multiples of 32."""
+    h, w = parse_pair(text, flag)
+    if h % 32 or w % 32:
+        raise FCNError(f'{flag} {text}: both sides must be positive '
                        'multiples of 32, since the FCN downsamples by 32 '
                        'and upsamples by 32')
     return h, w
@@ -79,6 +87,10 @@ def build_parser():
     p.add_argument('--run', required=True)
     p.add_argument('--out', required=True, help='folder for the masks')
     p.add_argument('--device', default='cpu:0')
+    p.add_argument('--window', help="sliding window HEIGHT,WIDTH "
+                   "(multiples of 32; default: the run's crop)")
+    p.add_argument('--stride', help='HEIGHT,WIDTH between windows '
+                   '(default: 2/3 of the window)')
     p.add_argument('images', nargs='+')
     p = sub.add_parser('evaluate', help="the chapter's test accuracy")
     p.add_argument('--run', required=True)
@@ -137,9 +149,12 @@ def cmd_train(args):
 def cmd_predict(args):
     from .predict import predict_files
     from .run import load_run, parse_devices
+    window = args.window and parse_crop(args.window, '--window')
+    stride = args.stride and parse_pair(args.stride, '--stride')
     ctx = parse_devices(args.device)[0]
     net, config = load_run(args.run, ctx)
-    failed = predict_files(net, config, args.images, args.out, ctx)
+    failed = predict_files(net, config, args.images, args.out, ctx, window,
+                           stride)
     return 1 if failed else 0
 
 

@@ -31,13 +31,7 @@ def pad_to_multiple(X, multiple=STRIDE):
     On normalised input zero is the mean colour.
     """
     h, w = X.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if not (ph or pw):
-        return X
-    out = np.zeros(X.shape[:-2] + (h + ph, w + pw), dtype=X.dtype,
-                   ctx=X.ctx)
-    out[..., :h, :w] = X
-    return out
+    return pad_to(X, h + -h % multiple, w + -w % multiple)
 
 
 def predict_logits(net, img, ctx=None):
@@ -47,6 +41,55 @@ def predict_logits(net, img, ctx=None):
     X = normalize_image(img.as_in_ctx(ctx))
     X = np.expand_dims(X.transpose(2, 0, 1), axis=0)  # (1, 3, H, W)
     return net(pad_to_multiple(X))[0, :, :h, :w]  # (C, H, W)
+
+
+def window_starts(length, window, stride):
+    """Start offsets of windows covering [0, length): every `stride`, the
+    last one shifted back so that it ends at `length` (mmsegmentation's
+    slide inference). `length` must be at least `window`."""
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] + window < length:
+        starts.append(length - window)
+    return starts
+
+
+def predict_sliding(net, img, window=(320, 480), stride=None, ctx=None):
+    """Logits (C, H, W) of a whole image of any size by sliding windows.
+
+    Windows of `window` (height, width), multiples of 32, every `stride`
+    (default two thirds of the window) cover the image; logits are
+    averaged where windows overlap. An image smaller than a window is
+    padded with the mean colour. For an image of exactly one window this
+    is a plain forward pass.
+    """
+    ctx = ctx or mx.cpu()
+    (wh, ww), (h, w) = window, img.shape[:2]
+    sh, sw = stride or (max(wh * 2 // 3, 1), max(ww * 2 // 3, 1))
+    X = normalize_image(img.as_in_ctx(ctx))
+    X = np.expand_dims(X.transpose(2, 0, 1), axis=0)  # (1, 3, H, W)
+    X = pad_to(X, max(h, wh), max(w, ww))
+    ph, pw = X.shape[-2:]
+    logits, count = None, np.zeros((ph, pw), ctx=ctx)
+    for y0 in window_starts(ph, wh, sh):
+        for x0 in window_starts(pw, ww, sw):
+            out = net(X[:, :, y0:y0 + wh, x0:x0 + ww])[0]  # (C, wh, ww)
+            if logits is None:
+                logits = np.zeros((out.shape[0], ph, pw), ctx=ctx)
+            logits[:, y0:y0 + wh, x0:x0 + ww] += out
+            count[y0:y0 + wh, x0:x0 + ww] += 1
+    assert float(count.min()) >= 1, 'a pixel was not covered'
+    return (logits / count)[:, :h, :w]
+
+
+def pad_to(X, height, width):
+    """Zero-pad (B, C, H, W) at the bottom and right to (height, width)."""
+    h, w = X.shape[-2:]
+    if (h, w) == (height, width):
+        return X
+    out = np.zeros(X.shape[:-2] + (height, width), dtype=X.dtype,
+                   ctx=X.ctx)
+    out[..., :h, :w] = X
+    return out
 
 
 def predict_image(net, img, ctx=None):
@@ -62,11 +105,12 @@ def label2image(pred, colormap=VOC_COLORMAP):
     return colormap[X, :]
 
 
-def predict_files(net, config, paths, out_dir, ctx=None):
-    """Segment image files: `out_dir/<stem>.png` (palette PNG of class
-    indices, the image's size) and `<stem>_overlay.png`; print the classes
-    found. An unreadable file is reported and skipped; returns how many
-    failed."""
+def predict_files(net, config, paths, out_dir, ctx=None, window=None,
+                  stride=None):
+    """Segment image files whole, by sliding windows (default: the run's
+    crop): `out_dir/<stem>.png` (palette PNG of class indices, the image's
+    size) and `<stem>_overlay.png`; print the classes found. An unreadable
+    file is reported and skipped; returns how many failed."""
     failed = 0
     for path in paths:
         try:
@@ -75,7 +119,8 @@ def predict_files(net, config, paths, out_dir, ctx=None):
             print(f'gluon-fcn: error: {e}', file=sys.stderr)
             failed += 1
             continue
-        pred = predict_image(net, img, ctx)
+        pred = predict_sliding(net, img, window or config.crop, stride,
+                               ctx).argmax(axis=0).astype('int32')
         stem = os.path.join(out_dir, os.path.splitext(
             os.path.basename(path))[0])
         mask = pred.asnumpy()

@@ -119,6 +119,10 @@ def test_resume_ends_where_an_uninterrupted_run_ends(run, synth_voc,
     (['train', '--data', '/no/such/folder'], '--data: /no/such/folder is'),
     (['predict', '--run', '/no/run', '--out', 'x', 'a.jpg'],
      '--run /no/run: not a run folder'),
+    (['predict', '--run', '/no/run', '--out', 'x', '--window', '100,96',
+      'a.jpg'], '--window 100,96: both sides must be'),
+    (['predict', '--run', '/no/run', '--out', 'x', '--stride', '0,5',
+      'a.jpg'], '--stride 0,5: both sides must be positive'),
 ])
 def test_user_errors_are_one_line_and_exit_2(args, message, tmp_path,
                                              capsys):
