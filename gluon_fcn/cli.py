@@ -50,7 +50,11 @@ def add_train_args(p):
     p.add_argument('--devices', default='auto',
                    help="'auto' (every GPU, else the CPU), cpu:0,cpu:1, "
                         'gpu:0,gpu:1')
-    p.add_argument('--backbone', default='resnet18_v2')
+    p.add_argument('--backbone', default='resnet18_v2',
+                   help='resnet18_v2 (the chapter), resnet18_v1, '
+                        'resnet34_v1/v2, resnet50_v1/v2, vgg16')
+    p.add_argument('--head', default='32s', choices=('32s', '16s', '8s'),
+                   help="'32s' (the chapter) or the paper's skip nets")
     p.add_argument('--pretrained', action='store_true',
                    help='ImageNet weights for the backbone')
     p.add_argument('--model-root', help='local Gluon model store folder')
@@ -122,7 +126,8 @@ def train_config(args):
         data=args.data, out=args.out, epochs=args.epochs or 5,
         batch_size=args.batch_size, crop=parse_crop(args.crop), lr=args.lr,
         wd=args.wd, devices=args.devices, pretrained=args.pretrained,
-        model_root=args.model_root, backbone=args.backbone, seed=args.seed,
+        model_root=args.model_root, backbone=args.backbone, head=args.head,
+        seed=args.seed,
         num_workers=args.workers, hybridize=not args.no_hybridize,
         data_dir=args.data_dir, synth_train=args.synth_train,
         synth_val=args.synth_val, synth_scale=args.synth_scale)

@@ -39,6 +39,7 @@ class TrainConfig:
     pretrained: bool = False
     model_root: str = None
     backbone: str = 'resnet18_v2'
+    head: str = '32s'            # '32s' (the chapter), '16s', '8s'
     classes: tuple = tuple(VOC_CLASSES)
     seed: int = 0
     num_workers: int = 0
@@ -189,8 +190,8 @@ def fit(config, resume=False, overwrite=False, progress=True):
     voc_dir = resolve_data(config)
     seed_everything(config.seed)
     train_iter, test_iter = make_loaders(config, voc_dir)
-    net = build_fcn(len(config.classes), config.backbone, config.pretrained,
-                    config.model_root)
+    net = build_fcn(len(config.classes), config.backbone, config.head,
+                    config.pretrained, config.model_root)
     net.collect_params().reset_ctx(devices)
     if config.hybridize:
         net.hybridize()
@@ -273,7 +274,8 @@ def load_run(run_dir, ctx=None):
                        'finish? continue it with train --resume)')
     config = TrainConfig.from_json(config_path)
     ctx = ctx or mx.cpu()
-    net = build_fcn(len(config.classes), config.backbone, ctx=ctx)
+    net = build_fcn(len(config.classes), config.backbone, config.head,
+                    ctx=ctx)
     try:
         net.load_parameters(params, ctx=ctx)
     except Exception as e:  # MXNetError, AssertionError: not our params

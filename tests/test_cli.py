@@ -160,3 +160,19 @@ def test_synth_command_writes_a_voc_folder(tmp_path, capsys):
     assert len(os.listdir(out / 'JPEGImages')) == 5
     assert main(['synth', '--out', str(out), '--train', '0']) == 2
     assert '--train must be positive' in capsys.readouterr().err
+
+
+def test_head_and_backbone_are_recorded_and_rebuilt(synth_voc, tmp_path):
+    out = str(tmp_path / 'r8s')
+    assert main(['train', '--data', synth_voc, '--out', out, '--epochs', '1',
+                 '--head', '8s', '--backbone', 'resnet18_v1'] + SMALL) == 0
+    config = json.load(open(os.path.join(out, 'config.json')))
+    assert (config['head'], config['backbone']) == ('8s', 'resnet18_v1')
+    from gluon_fcn.model import SkipFCN
+    from gluon_fcn.run import load_run
+    net, _ = load_run(out)
+    assert isinstance(net, SkipFCN) and net.head == '8s'
+    image = os.path.join(synth_voc, 'JPEGImages',
+                         read_split(synth_voc, 'val')[0] + '.jpg')
+    assert main(['predict', '--run', out, '--out', str(tmp_path / 'p'),
+                 image]) == 0
