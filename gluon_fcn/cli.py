@@ -59,6 +59,9 @@ def add_train_args(p):
                    help='ImageNet weights for the backbone')
     p.add_argument('--model-root', help='local Gluon model store folder')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--labels', choices=('d2l', 'voc'), default='d2l',
+                   help="'d2l': the VOC border counts as background (the "
+                        "textbook); 'voc': it is ignored by loss and metrics")
     p.add_argument('--workers', type=int, default=0,
                    help='data loader processes (default 0)')
     p.add_argument('--no-hybridize', action='store_true')
@@ -96,15 +99,25 @@ def build_parser():
     p.add_argument('--stride', help='HEIGHT,WIDTH between windows '
                    '(default: 2/3 of the window)')
     p.add_argument('images', nargs='+')
-    p = sub.add_parser('evaluate', help="the chapter's test accuracy")
+    p = sub.add_parser('evaluate', help='whole-image pixel acc, mean acc, '
+                       "mIoU, fw IoU; or the chapter's crop accuracy")
     p.add_argument('--run', required=True)
     p.add_argument('--data', default='synthetic')
     p.add_argument('--data-dir', default='data')
     p.add_argument('--split', choices=('train', 'val'), default='val')
-    p.add_argument('--batch-size', type=int)
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--json', help='write the figures to this JSON file')
+    p.add_argument('--labels', choices=('d2l', 'voc'), default='voc',
+                   help="'voc': the border is ignored (default); 'd2l': "
+                        'it is background, as in the textbook')
+    p.add_argument('--json', help='write the figures to this JSON file, '
+                   'with an IoU bar chart and a best/worst grid beside it')
+    p.add_argument('--window', help="sliding window HEIGHT,WIDTH "
+                   "(default: the run's crop)")
+    p.add_argument('--stride', help='HEIGHT,WIDTH between windows')
     p.add_argument('--device', default='cpu:0')
+    p.add_argument('--crops', action='store_true',
+                   help="the chapter's test accuracy on random crops")
+    p.add_argument('--batch-size', type=int, help='with --crops')
+    p.add_argument('--seed', type=int, default=0, help='with --crops')
     return parser
 
 
@@ -127,7 +140,7 @@ def train_config(args):
         batch_size=args.batch_size, crop=parse_crop(args.crop), lr=args.lr,
         wd=args.wd, devices=args.devices, pretrained=args.pretrained,
         model_root=args.model_root, backbone=args.backbone, head=args.head,
-        seed=args.seed,
+        seed=args.seed, labels=args.labels,
         num_workers=args.workers, hybridize=not args.no_hybridize,
         data_dir=args.data_dir, synth_train=args.synth_train,
         synth_val=args.synth_val, synth_scale=args.synth_scale)
@@ -166,8 +179,11 @@ def cmd_predict(args):
 def cmd_evaluate(args):
     from .run import evaluate_run
     positive('--batch-size', args.batch_size)
-    evaluate_run(args.run, args.data, args.data_dir, args.split,
-                 args.batch_size, args.seed, args.json, args.device)
+    window = args.window and parse_crop(args.window, '--window')
+    stride = args.stride and parse_pair(args.stride, '--stride')
+    evaluate_run(args.run, args.data, args.data_dir, args.split, args.labels,
+                 args.json, window, stride, args.device, args.crops,
+                 args.batch_size, args.seed)
     return 0
 
 

@@ -219,6 +219,24 @@ def voc_colormap2label():
     return colormap2label
 
 
+LABEL_CONVENTIONS = ('d2l', 'voc')
+VOC_BORDER = (224, 224, 192)
+
+
+def colormap2label_for(labels='d2l'):
+    """`voc_colormap2label()` under a label convention: 'd2l' (the border
+    colour counts as background, as the textbook has it) or 'voc' (the
+    border is 255, ignored, as the FCN paper, gluoncv and torchvision
+    have it)."""
+    if labels not in LABEL_CONVENTIONS:
+        raise FCNError(f'--labels {labels}: choose d2l or voc')
+    colormap2label = voc_colormap2label()
+    if labels == 'voc':
+        r, g, b = VOC_BORDER
+        colormap2label[(r * 256 + g) * 256 + b] = IGNORE_LABEL
+    return colormap2label
+
+
 def voc_label_indices(colormap, colormap2label):
     """Map any RGB values in VOC labels to their class indices (d2l)."""
     colormap = colormap.astype(np.int32)
@@ -248,8 +266,10 @@ class VOCSegDataset(gluon.data.Dataset):
     Keeps the images at least `crop_size` (height, width) large, normalises
     them, and yields random crops: ((3, h, w) float32, (h, w) float32 class
     indices). As in d2l, the validation split is random-cropped too.
+    `convention` picks the border's class: 'd2l' (0) or 'voc' (255,
+    ignored).
     """
-    def __init__(self, is_train, crop_size, voc_dir):
+    def __init__(self, is_train, crop_size, voc_dir, convention='d2l'):
         self.rgb_mean = np.array(RGB_MEAN)
         self.rgb_std = np.array(RGB_STD)
         self.crop_size = crop_size
@@ -260,7 +280,7 @@ class VOCSegDataset(gluon.data.Dataset):
         if not self.features:  # d2l would go on with an empty dataset
             raise FCNError(no_image_fits(voc_dir, is_train, crop_size,
                                          features))
-        self.colormap2label = voc_colormap2label()
+        self.colormap2label = colormap2label_for(convention)
         print('read ' + str(len(self.features)) + ' examples')
 
     def normalize_image(self, img):

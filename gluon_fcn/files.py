@@ -32,7 +32,7 @@ def save_json(obj, path):
     """Write `obj` as indented JSON to `path` atomically."""
     with atomic_path(path) as tmp:
         with open(tmp, 'w', encoding='utf-8') as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
+            json.dump(obj, f, indent=2)
             f.write('\n')
 
 

@@ -21,8 +21,9 @@ from .files import atomic_path, load_json, save_json
 from .model import build_fcn
 from .predict import label2image, predict_image
 from .synthetic import DEFAULT_SIZES, make_synthetic_voc
+from .evaluate import evaluate_images, write_report
 from .train import (History, evaluate_accuracy, examples_per_sec,
-                    format_epoch, seed_everything, train)
+                    format_epoch, make_loss, seed_everything, train)
 
 
 @dataclasses.dataclass
@@ -41,6 +42,7 @@ class TrainConfig:
     backbone: str = 'resnet18_v2'
     head: str = '32s'            # '32s' (the chapter), '16s', '8s'
     classes: tuple = tuple(VOC_CLASSES)
+    labels: str = 'd2l'          # 'd2l': border = background; 'voc': ignored
     seed: int = 0
     num_workers: int = 0
     hybridize: bool = True
@@ -112,7 +114,8 @@ def make_loaders(config, voc_dir):
     """d2l's load_data_voc on `voc_dir`, with the config's settings."""
     loaders = []
     for is_train in (True, False):
-        dataset = VOCSegDataset(is_train, config.crop, voc_dir)
+        dataset = VOCSegDataset(is_train, config.crop, voc_dir,
+                                config.labels)
         split = 'train' if is_train else 'val'
         if len(dataset) < config.batch_size:
             raise FCNError(
@@ -195,7 +198,7 @@ def fit(config, resume=False, overwrite=False, progress=True):
     net.collect_params().reset_ctx(devices)
     if config.hybridize:
         net.hybridize()
-    loss = gluon.loss.SoftmaxCrossEntropyLoss(axis=1)
+    loss = make_loss(config.labels)
     trainer = gluon.Trainer(net.collect_params(), 'sgd',
                             {'learning_rate': config.lr, 'wd': config.wd})
     start_epoch, history = load_last_checkpoint(out, net, trainer)
@@ -213,8 +216,12 @@ def fit(config, resume=False, overwrite=False, progress=True):
         net.save_parameters(tmp)
     save_prediction_figure(net, voc_dir, config,
                            os.path.join(out, 'predictions.png'), devices[0])
+    whole, _ = evaluate_images(net, voc_dir, 'val', config.classes,
+                               config.labels, config.crop, ctx=devices[0],
+                               progress=progress)
     metrics = dict(history.epochs[-1], devices=str(devices),
-                   examples_per_sec=examples_per_sec(history))
+                   examples_per_sec=examples_per_sec(history),
+                   val_whole_image=whole)
     save_json(metrics, os.path.join(out, 'metrics.json'))
     return metrics
 
@@ -241,21 +248,45 @@ def save_prediction_figure(net, voc_dir, config, path, ctx, n=4):
     viz.save_prediction_grid(images, preds, labels, path)
 
 
-def evaluate_run(run_dir, data, data_dir, split='val', batch_size=None,
-                 seed=0, json_path=None, device='cpu:0'):
-    """The chapter's test accuracy of a run on a split: random crops of the
-    run's crop size, seeded, as `evaluate_accuracy` computes it."""
-    ctx = parse_devices(device)
-    net, config = load_run(run_dir, ctx[0])
-    config = dataclasses.replace(config, data=data, data_dir=data_dir)
+def evaluate_run(run_dir, data, data_dir, split='val', labels='voc',
+                 json_path=None, window=None, stride=None, device='cpu:0',
+                 crops=False, batch_size=None, seed=0):
+    """Whole-image figures of a run on a split (with `json_path`: the JSON,
+    a per-class IoU bar chart and a best/worst grid beside it); with
+    `crops`, the chapter's test accuracy on seeded random crops instead."""
+    ctx = parse_devices(device)[0]
+    net, config = load_run(run_dir, ctx)
+    config = dataclasses.replace(config, data=data, data_dir=data_dir,
+                                 labels=labels)
     voc_dir = resolve_data(config)
+    if crops:
+        return crop_accuracy(net, config, voc_dir, split, batch_size, seed,
+                             json_path)
+    window = window or config.crop
+    metrics, scores = evaluate_images(net, voc_dir, split, config.classes,
+                                      labels, window, stride, ctx)
+    print(f'{split}: pixel acc {metrics["pixel_acc"]:.3f}, mean acc '
+          f'{metrics["mean_acc"]:.3f}, mean IoU {metrics["mean_iou"]:.3f}, '
+          f'fw IoU {metrics["fw_iou"]:.3f} on {metrics["images"]} whole '
+          f'images ({labels} labels)')
+    if json_path:
+        write_report(net, voc_dir, metrics, scores, json_path,
+                     config.classes, labels, window, stride, ctx)
+    return metrics
+
+
+def crop_accuracy(net, config, voc_dir, split, batch_size, seed, json_path):
+    """The chapter's test accuracy: seeded random crops of the run's size.
+    """
     seed_everything(seed)
-    dataset = VOCSegDataset(split == 'train', config.crop, voc_dir)
+    dataset = VOCSegDataset(split == 'train', config.crop, voc_dir,
+                            config.labels)
     data_iter = gluon.data.DataLoader(dataset, batch_size or
                                       config.batch_size)
     acc = evaluate_accuracy(net, data_iter)
     figures = {'accuracy': acc, 'split': split, 'images': len(dataset),
-               'crop': list(config.crop), 'data': voc_dir, 'seed': seed}
+               'crop': list(config.crop), 'data': voc_dir, 'seed': seed,
+               'labels': config.labels}
     print(f'{split} accuracy {acc:.3f} on {len(dataset)} images '
           f'({config.crop[0]}x{config.crop[1]} random crops)')
     if json_path:

@@ -12,8 +12,11 @@ import time
 
 import mxnet as mx
 import numpy as onp
-from mxnet import autograd, gluon
+from mxnet import autograd, gluon, np, npx
 from tqdm import tqdm
+
+from .data import IGNORE_LABEL
+from .metrics import ConfusionMatrix
 
 
 def split_batch(X, y, devices):
@@ -31,18 +34,52 @@ def accuracy(y_hat, y):
     return float(cmp.astype(y.dtype).sum())
 
 
-def evaluate_accuracy(net, data_iter, split_f=split_batch):
-    """Pixel accuracy of `net` on `data_iter`, over the devices `net` is on
-    (d2l's evaluate_accuracy_gpus, sec_multi_gpu_concise)."""
+def evaluate(net, data_iter, split_f=split_batch):
+    """d2l's pixel accuracy and the confusion matrix of `net` on
+    `data_iter`, in one pass over the devices `net` is on."""
     devices = list(net.collect_params().values())[0].list_ctx()
-    correct, total = 0.0, 0
+    correct, total, confusion = 0.0, 0, None
     for features, labels in data_iter:
         X_shards, y_shards = split_f(features, labels, devices)
         pred_shards = [net(X_shard) for X_shard in X_shards]
-        correct += sum(accuracy(pred_shard, y_shard) for pred_shard, y_shard
-                       in zip(pred_shards, y_shards))
+        for pred_shard, y_shard in zip(pred_shards, y_shards):
+            correct += accuracy(pred_shard, y_shard)
+            confusion = confusion or ConfusionMatrix(pred_shard.shape[1])
+            confusion.update(pred_shard.argmax(axis=1), y_shard)
         total += labels.size
-    return correct / total
+    return correct / total, confusion
+
+
+def evaluate_accuracy(net, data_iter, split_f=split_batch):
+    """Pixel accuracy of `net` on `data_iter`, over the devices `net` is on
+    (d2l's evaluate_accuracy_gpus, sec_multi_gpu_concise)."""
+    return evaluate(net, data_iter, split_f)[0]
+
+
+class IgnoreLabelLoss(gluon.loss.Loss):
+    """Softmax cross-entropy over axis 1 that skips pixels labelled
+    `ignore_label`: per example, the mean over the other pixels (the 'voc'
+    convention; with no ignored pixel it is Gluon's SoftmaxCrossEntropyLoss
+    (axis=1))."""
+
+    def __init__(self, ignore_label=IGNORE_LABEL, **kwargs):
+        super().__init__(None, 0, **kwargs)
+        self._ignore = ignore_label
+
+    def forward(self, pred, label):
+        valid = (label != self._ignore).astype(pred.dtype)  # (B, H, W)
+        safe = label * valid  # ignored pixels pick class 0, then count 0
+        nll = -npx.pick(npx.log_softmax(pred, axis=1), safe, axis=1)
+        total = (nll * valid).reshape(nll.shape[0], -1).sum(axis=1)
+        count = valid.reshape(valid.shape[0], -1).sum(axis=1)
+        return total / np.maximum(count, 1)
+
+
+def make_loss(labels='d2l'):
+    """The chapter's loss, or one that ignores VOC's void 255 ('voc')."""
+    if labels == 'voc':
+        return IgnoreLabelLoss()
+    return gluon.loss.SoftmaxCrossEntropyLoss(axis=1)
 
 
 def train_batch(net, features, labels, loss, trainer, devices,
@@ -120,10 +157,11 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs,
                 history.points.append(
                     (epoch + (i + 1) / num_batches, metric[0] / metric[2],
                      metric[1] / metric[3], None))
-        test_acc = evaluate_accuracy(net, test_iter, split_f)
+        test_acc, confusion = evaluate(net, test_iter, split_f)
         history.points.append((epoch + 1, None, None, test_acc))
         record = {'epoch': epoch + 1, 'loss': metric[0] / metric[2],
                   'train_acc': metric[1] / metric[3], 'test_acc': test_acc,
+                  'test_miou': confusion.compute()['mean_iou'],
                   'examples_per_sec': metric[2] / max(seconds, 1e-9),
                   'train_seconds': seconds}
         history.epochs.append(record)
@@ -140,10 +178,12 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs,
 
 
 def format_epoch(record):
-    """`epoch N: loss 0.xxx, train acc 0.xxx, test acc 0.xxx, M ex/s`."""
+    """`epoch N: loss 0.xxx, train acc 0.xxx, test acc 0.xxx, test mIoU
+    0.xxx, M examples/sec`."""
     return (f'epoch {record["epoch"]}: loss {record["loss"]:.3f}, '
             f'train acc {record["train_acc"]:.3f}, '
             f'test acc {record["test_acc"]:.3f}, '
+            f'test mIoU {record["test_miou"]:.3f}, '
             f'{record["examples_per_sec"]:.1f} examples/sec')
 
 

@@ -55,6 +55,22 @@ def save_prediction_grid(images, preds, labels, path, titles=None):
                 path, titles=titles)
 
 
+def save_iou_bars(per_class_iou, path):
+    """A bar per class of its IoU; classes without pixels are marked."""
+    names = list(per_class_iou)
+    values = [per_class_iou[k] for k in names]
+    fig, ax = plt.subplots(figsize=(max(4, 0.45 * len(names)), 3))
+    ax.bar(range(len(names)), [v or 0 for v in values], color='tab:blue')
+    for i, v in enumerate(values):
+        ax.text(i, (v or 0) + 0.01, 'n/a' if v is None else f'{v:.2f}',
+                ha='center', fontsize=7)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=60, ha='right', fontsize=8)
+    ax.set_ylim([0, 1.1])
+    ax.set_ylabel('IoU')
+    _save(fig, path)
+
+
 def save_overlay(img, colored, path, alpha=0.5, where=None):
     """Blend a colour mask over an image (only `where`, an (H, W) bool
     array, if given: e.g. not over the background) and write a PNG."""

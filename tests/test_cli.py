@@ -74,15 +74,58 @@ def test_predict_writes_masks_the_size_of_each_image(run, synth_voc,
     assert (overlay[mask != 0] != original[mask != 0]).any(axis=-1).all()
 
 
-def test_evaluate_is_seeded_and_writes_json(run, synth_voc, tmp_path):
+def test_evaluate_crops_is_the_chapter_s_seeded_accuracy(run, synth_voc,
+                                                         tmp_path):
     figures = []
     for k in range(2):
         path = tmp_path / f'eval{k}.json'
         assert main(['evaluate', '--run', run, '--data', synth_voc,
-                     '--json', str(path)]) == 0
+                     '--crops', '--json', str(path)]) == 0
         figures.append(json.load(open(path)))
     assert figures[0] == figures[1]
     assert 0 <= figures[0]['accuracy'] <= 1 and figures[0]['split'] == 'val'
+
+
+@pytest.mark.parametrize('labels', ['voc', 'd2l'])
+def test_evaluate_equals_the_paper_s_metrics_of_predict_s_masks(
+        run, synth_voc, tmp_path, labels):
+    """Acceptance: whole-image figures equal those computed by the
+    paper's definitions from the masks `predict` writes."""
+    path = tmp_path / 'eval.json'
+    assert main(['evaluate', '--run', run, '--data', synth_voc, '--labels',
+                 labels, '--json', str(path)]) == 0
+    got = json.load(open(path))
+    names = read_split(synth_voc, 'val')
+    images = [os.path.join(synth_voc, 'JPEGImages', f'{n}.jpg')
+              for n in names]
+    assert main(['predict', '--run', run, '--out', str(tmp_path / 'p')]
+                + images) == 0
+    n = 21
+    hist = onp.zeros((n, n))
+    for name in names:
+        pred = onp.array(Image.open(tmp_path / 'p' / f'{name}.png'))
+        label = onp.array(Image.open(os.path.join(
+            synth_voc, 'SegmentationClass', f'{name}.png'))).astype(int)
+        if labels == 'd2l':
+            label[label == 255] = 0
+        keep = label != 255
+        onp.add.at(hist, (label[keep], pred[keep]), 1)
+    tp, t, p = onp.diag(hist), hist.sum(1), hist.sum(0)
+    present = t > 0
+    either = (t + p) > 0
+    iou = tp[either] / (t + p - tp)[either]
+    assert got['images'] == len(names) and got['labels'] == labels
+    assert got['pixel_acc'] == pytest.approx(tp.sum() / t.sum())
+    assert got['mean_acc'] == pytest.approx((tp / onp.where(
+        present, t, 1))[present].mean())
+    assert got['mean_iou'] == pytest.approx(iou.mean())
+    assert got['fw_iou'] == pytest.approx((t[either] * iou).sum() / t.sum())
+    per_class = list(got['per_class_iou'].values())
+    assert len(per_class) == n
+    assert [v is None for v in per_class] == list(~either)
+    assert [v for v in per_class if v is not None] == pytest.approx(iou)
+    for png in ('eval_iou.png', 'eval_best_worst.png'):
+        assert Image.open(tmp_path / png).size[0] > 200
 
 
 def test_resume_ends_where_an_uninterrupted_run_ends(run, synth_voc,

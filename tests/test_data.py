@@ -185,3 +185,21 @@ def test_no_image_as_large_as_the_crop_is_an_error(voc_mini):
     with pytest.raises(FCNError, match='no train image is at least 640x640 '
                        r'\(the crop\); the largest is 375x500'):
         data.VOCSegDataset(True, (640, 640), voc_mini)
+
+
+def test_label_conventions_on_real_voc(voc_mini):
+    """'d2l': the border colour is background; 'voc': it is 255."""
+    _, labels = data.read_voc_images(voc_mini, True)
+    name = data.read_split(voc_mini, 'train')[0]
+    palette_idx = onp.array(Image.open(os.path.join(
+        voc_mini, 'SegmentationClass', f'{name}.png')))
+    voc = data.voc_label_indices(labels[0], data.colormap2label_for('voc'))
+    onp.testing.assert_array_equal(voc.asnumpy(), palette_idx)
+    d2l = data.voc_label_indices(labels[0], data.colormap2label_for('d2l'))
+    assert (d2l == data.voc_label_indices(labels[0],
+                                          data.voc_colormap2label())).all()
+    random.seed(0)
+    _, y = data.VOCSegDataset(True, (200, 300), voc_mini, 'voc')[0]
+    assert set(onp.unique(y.asnumpy())) >= {0, 255}
+    with pytest.raises(FCNError, match='--labels coco'):
+        data.colormap2label_for('coco')

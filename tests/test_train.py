@@ -165,3 +165,22 @@ def test_load_data_voc_with_worker_processes(synth_voc, capsys):
     X, y = next(iter(train_iter))
     assert X.shape == (4, 3, 96, 128) and y.shape == (4, 96, 128)
     assert len(test_iter) == len(test_iter._dataset) // 4
+
+
+def test_ignore_label_loss():
+    from gluon_fcn.train import IgnoreLabelLoss, make_loss
+    rng = onp.random.default_rng(0)
+    pred = np.array(rng.normal(size=(2, 4, 5, 6)))
+    y = np.array(rng.integers(0, 4, (2, 5, 6)), dtype='float32')
+    chapter = gluon.loss.SoftmaxCrossEntropyLoss(axis=1)
+    # no void pixel: the chapter's loss
+    onp.testing.assert_allclose(IgnoreLabelLoss()(pred, y).asnumpy(),
+                                chapter(pred, y).asnumpy(), rtol=1e-6)
+    # void pixels count for nothing: the mean over the others
+    y_void = y.copy()
+    y_void[:, :2] = 255
+    expected = chapter(pred[:, :, 2:], y[:, 2:])
+    onp.testing.assert_allclose(IgnoreLabelLoss()(pred, y_void).asnumpy(),
+                                expected.asnumpy(), rtol=1e-6)
+    assert isinstance(make_loss('voc'), IgnoreLabelLoss)
+    assert isinstance(make_loss('d2l'), gluon.loss.SoftmaxCrossEntropyLoss)
