@@ -36,7 +36,10 @@ demo: $(VENV)/.installed-cpu
 	$(GLUON_FCN) predict --run $(DEMO_RUN) --out $(DEMO_RUN)/predict \
 		$$(head -n 4 $(DEMO_DATA)/ImageSets/Segmentation/val.txt | \
 		  sed 's|.*|$(DEMO_DATA)/JPEGImages/&.jpg|')
-	@echo "demo: see $(DEMO_RUN)/curves.png, $(DEMO_RUN)/predictions.png" \
+	$(GLUON_FCN) evaluate --run $(DEMO_RUN) --data $(DEMO_DATA) \
+		--labels voc --json $(DEMO_RUN)/eval.json
+	@echo "demo: see $(DEMO_RUN)/curves.png, $(DEMO_RUN)/predictions.png," \
+		"$(DEMO_RUN)/eval_iou.png, $(DEMO_RUN)/eval_best_worst.png" \
 		"and $(DEMO_RUN)/predict/"
 
 test: $(VENV)/.installed-test

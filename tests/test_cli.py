@@ -86,17 +86,21 @@ def test_evaluate_crops_is_the_chapter_s_seeded_accuracy(run, synth_voc,
     assert 0 <= figures[0]['accuracy'] <= 1 and figures[0]['split'] == 'val'
 
 
-@pytest.mark.parametrize('labels', ['voc', 'd2l'])
+@pytest.mark.parametrize('labels,dataset', [
+    ('voc', 'synthetic'), ('d2l', 'synthetic'), ('voc', 'voc-mini')])
 def test_evaluate_equals_the_paper_s_metrics_of_predict_s_masks(
-        run, synth_voc, tmp_path, labels):
+        run, synth_voc, tmp_path, labels, dataset, request):
     """Acceptance: whole-image figures equal those computed by the
-    paper's definitions from the masks `predict` writes."""
+    paper's definitions from the masks `predict` writes, on synthetic
+    images and on real VOC photos of any size."""
+    voc_dir = (synth_voc if dataset == 'synthetic'
+               else request.getfixturevalue('voc_mini'))
     path = tmp_path / 'eval.json'
-    assert main(['evaluate', '--run', run, '--data', synth_voc, '--labels',
+    assert main(['evaluate', '--run', run, '--data', voc_dir, '--labels',
                  labels, '--json', str(path)]) == 0
     got = json.load(open(path))
-    names = read_split(synth_voc, 'val')
-    images = [os.path.join(synth_voc, 'JPEGImages', f'{n}.jpg')
+    names = read_split(voc_dir, 'val')
+    images = [os.path.join(voc_dir, 'JPEGImages', f'{n}.jpg')
               for n in names]
     assert main(['predict', '--run', run, '--out', str(tmp_path / 'p')]
                 + images) == 0
@@ -105,7 +109,8 @@ def test_evaluate_equals_the_paper_s_metrics_of_predict_s_masks(
     for name in names:
         pred = onp.array(Image.open(tmp_path / 'p' / f'{name}.png'))
         label = onp.array(Image.open(os.path.join(
-            synth_voc, 'SegmentationClass', f'{name}.png'))).astype(int)
+            voc_dir, 'SegmentationClass', f'{name}.png'))).astype(int)
+        assert pred.shape == label.shape
         if labels == 'd2l':
             label[label == 255] = 0
         keep = label != 255
