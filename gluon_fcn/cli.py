@@ -29,6 +29,17 @@ def parse_crop(text, flag='--crop'):
     return h, w
 
 
+def parse_classes(text):
+    """'background,object' -> ('background', 'object'), or None."""
+    if text is None:
+        return None
+    classes = tuple(c.strip() for c in text.split(','))
+    if len(classes) < 2 or not all(classes):
+        raise FCNError(f'--classes {text}: give at least two names, '
+                       'comma-separated, background first')
+    return classes
+
+
 def positive(flag, value, low=0):
     """`value` must exceed `low` (be positive by default)."""
     if value is not None and value <= low:
@@ -59,6 +70,8 @@ def add_train_args(p):
                    help='ImageNet weights for the backbone')
     p.add_argument('--model-root', help='local Gluon model store folder')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--classes', help='class names, comma-separated, index '
+                   "order (default: the data's classes.txt, else VOC's 21)")
     p.add_argument('--labels', choices=('d2l', 'voc'), default='d2l',
                    help="'d2l': the VOC border counts as background (the "
                         "textbook); 'voc': it is ignored by loss and metrics")
@@ -89,6 +102,8 @@ def build_parser():
     p.add_argument('--train', type=int, default=200)
     p.add_argument('--val', type=int, default=50)
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--binary', action='store_true',
+                   help='label every object 1: object / background')
     add_train_args(sub.add_parser('train', help='train an FCN'))
     p = sub.add_parser('predict', help='segment images with a trained run')
     p.add_argument('--run', required=True)
@@ -141,6 +156,7 @@ def train_config(args):
         wd=args.wd, devices=args.devices, pretrained=args.pretrained,
         model_root=args.model_root, backbone=args.backbone, head=args.head,
         seed=args.seed, labels=args.labels,
+        classes=parse_classes(args.classes),
         num_workers=args.workers, hybridize=not args.no_hybridize,
         data_dir=args.data_dir, synth_train=args.synth_train,
         synth_val=args.synth_val, synth_scale=args.synth_scale)
@@ -150,7 +166,8 @@ def cmd_synth(args):
     from .synthetic import make_synthetic_voc
     positive('--train', args.train)
     positive('--val', args.val)
-    make_synthetic_voc(args.out, args.train, args.val, seed=args.seed)
+    make_synthetic_voc(args.out, args.train, args.val, seed=args.seed,
+                       binary=args.binary)
     print(f'wrote {args.train} train and {args.val} val examples to '
           f'{args.out}')
     return 0

@@ -5,24 +5,18 @@ section (:numref:`sec_semantic_segmentation`) with their names and
 signatures. They return `mxnet.numpy` arrays whether or not MXNet's NumPy
 mode is on (d2l 1.0.3's own `VOCSegDataset` fails when it is off).
 """
-import hashlib
+import functools
 import os
-import shutil
-import tarfile
-import tempfile
 
 import numpy as onp
 from mxnet import gluon, image
 from mxnet import np
-from tqdm import tqdm
 
+from .download import (VOC_SHA1, VOC_SUBDIR, VOC_URL,  # noqa: F401
+                       download_voc, file_sha1)
 from .errors import FCNError
 from .files import atomic_path
 
-VOC_URL = ('http://d2l-data.s3-accelerate.amazonaws.com/'
-           'VOCtrainval_11-May-2012.tar')
-VOC_SHA1 = '4e443f8a2eca6b1dac8a6c57641b67dd40621a49'
-VOC_SUBDIR = os.path.join('VOCdevkit', 'VOC2012')
 
 VOC_COLORMAP = [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0],
                 [0, 0, 128], [128, 0, 128], [0, 128, 128], [128, 128, 128],
@@ -75,95 +69,6 @@ def save_label_png(indices, path, palette=None):
         img.save(tmp, format='PNG')
 
 
-def file_sha1(path):
-    sha1 = hashlib.sha1()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            sha1.update(chunk)
-    return sha1.hexdigest()
-
-
-def download(url, path, sha1=None):
-    """Download `url` to `path` through a temporary file, checking its sha1.
-
-    An existing file with the right sha1 is kept. A download that fails or
-    does not match leaves nothing at `path`.
-    """
-    if os.path.exists(path) and (sha1 is None or file_sha1(path) == sha1):
-        return path
-    import requests
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f'{path}.part'
-    try:
-        with requests.get(url, stream=True, timeout=60) as r:
-            r.raise_for_status()
-            total = int(r.headers.get('content-length', 0)) or None
-            with open(tmp, 'wb') as f, tqdm(
-                    total=total, unit='B', unit_scale=True,
-                    desc=os.path.basename(path)) as bar:
-                for chunk in r.iter_content(1 << 20):
-                    f.write(chunk)
-                    bar.update(len(chunk))
-    except (requests.RequestException, OSError) as e:
-        _remove(tmp)
-        raise FCNError(f'cannot download {url}: {e}') from e
-    if sha1 is not None and file_sha1(tmp) != sha1:
-        _remove(tmp)
-        raise FCNError(f'{url}: sha1 mismatch (expected {sha1}); '
-                       'the download was removed')
-    os.replace(tmp, path)
-    return path
-
-
-def _remove(path):
-    if os.path.exists(path):
-        os.remove(path)
-
-
-def safe_extract(tar_path, dest):
-    """Extract `tar_path` into `dest`, refusing members that land outside."""
-    root = os.path.realpath(dest)
-    with tarfile.open(tar_path) as tar:
-        members = tar.getmembers()
-        for m in members:
-            target = os.path.realpath(os.path.join(root, m.name))
-            link = (os.path.realpath(os.path.join(
-                os.path.dirname(target), m.linkname))
-                if m.issym() or m.islnk() else root)
-            if not all(p == root or p.startswith(root + os.sep)
-                       for p in (target, link)):
-                raise FCNError(f'{tar_path}: member {m.name!r} would be '
-                               'extracted outside the target folder')
-        tar.extractall(root, members)
-
-
-def download_voc(data_dir=os.path.join('..', 'data'), url=VOC_URL,
-                 sha1=VOC_SHA1):
-    """Download, verify and extract VOC2012; return the VOC2012 folder.
-
-    The default `data_dir` is d2l's. Extraction goes to a temporary folder
-    that is renamed into place only when complete.
-    """
-    voc_dir = os.path.join(data_dir, VOC_SUBDIR)
-    if os.path.isfile(os.path.join(voc_dir, 'ImageSets', 'Segmentation',
-                                   'train.txt')):
-        return voc_dir
-    tar_path = download(url, os.path.join(data_dir, url.split('/')[-1]),
-                        sha1)
-    tmp = tempfile.mkdtemp(prefix='.extract-', dir=data_dir)
-    try:
-        safe_extract(tar_path, tmp)
-        if not os.path.isdir(os.path.join(tmp, VOC_SUBDIR)):
-            raise FCNError(f'{tar_path}: has no {VOC_SUBDIR} folder')
-        os.makedirs(os.path.dirname(voc_dir), exist_ok=True)
-        if os.path.exists(voc_dir):
-            shutil.rmtree(voc_dir)
-        os.replace(os.path.join(tmp, VOC_SUBDIR), voc_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return voc_dir
-
-
 def read_image(path):
     """Decode an image file to an RGB (H, W, 3) uint8 `mxnet.numpy` array.
 
@@ -189,20 +94,76 @@ def read_split(voc_dir, split):
         return f.read().split()
 
 
-def read_voc_images(voc_dir, is_train=True):
+def read_voc_images(voc_dir, is_train=True, index_labels=False):
     """Read all VOC feature and label images (d2l, sec_semantic_segmentation).
 
     Returns two lists of (H, W, 3) uint8 arrays: the images and their label
-    images as RGB colour maps.
+    images as RGB colour maps (d2l), or with `index_labels` (H, W, 1)
+    class indices as `read_label_indices` reads them.
     """
     images = read_split(voc_dir, 'train' if is_train else 'val')
     features, labels = [], []
     for fname in images:
         features.append(read_image(os.path.join(
             voc_dir, 'JPEGImages', f'{fname}.jpg')))
-        labels.append(read_image(os.path.join(
-            voc_dir, 'SegmentationClass', f'{fname}.png')))
+        path = os.path.join(voc_dir, 'SegmentationClass', f'{fname}.png')
+        labels.append(read_label_indices(path)[:, :, None] if index_labels
+                      else read_image(path))
     return features, labels
+
+
+def read_label_indices(path):
+    """(H, W) uint8 class indices of a label PNG of any dataset.
+
+    Palette ('P') and single-channel ('L') PNGs hold the indices; colour
+    PNGs are mapped back through the VOC palette (unknown colours: 0).
+    """
+    from PIL import Image
+    if not os.path.isfile(path):
+        raise FCNError(f'{path}: no such label file')
+    try:
+        img = Image.open(path)
+        img.load()
+    except Exception as e:  # PIL raises many types for broken files
+        raise FCNError(f'{path}: cannot decode label image') from e
+    if img.mode in ('P', 'L'):
+        return np.array(onp.asarray(img), dtype='uint8')
+    rgb = onp.asarray(img.convert('RGB')).astype(onp.int64)
+    idx = (rgb[:, :, 0] * 256 + rgb[:, :, 1]) * 256 + rgb[:, :, 2]
+    return np.array(palette2label()[idx], dtype='uint8')
+
+
+@functools.lru_cache(maxsize=1)
+def palette2label():
+    """RGB code -> index for all 256 VOC palette colours (NumPy, uint8)."""
+    table = onp.zeros(256 ** 3, onp.uint8)
+    palette = voc_palette()
+    for i in range(256):
+        r, g, b = palette[3 * i:3 * i + 3]
+        table[(r * 256 + g) * 256 + b] = i
+    return table
+
+
+def index_remap(convention='d2l'):
+    """Index -> class under a convention: 'd2l' sends the void 255 to 0."""
+    colormap2label_for(convention)  # checks the name
+    remap = onp.arange(256, dtype='float32')
+    if convention == 'd2l':
+        remap[IGNORE_LABEL] = 0
+    return np.array(remap)
+
+
+def read_classes(voc_dir):
+    """The class names in `classes.txt` beside the splits, one a line, or
+    None where there is none (a VOC folder)."""
+    path = os.path.join(voc_dir, 'classes.txt')
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding='utf-8') as f:
+        classes = [line.strip() for line in f if line.strip()]
+    if len(classes) < 2:
+        raise FCNError(f'{path}: needs at least two classes, one a line')
+    return classes
 
 
 def voc_colormap2label():
@@ -267,13 +228,16 @@ class VOCSegDataset(gluon.data.Dataset):
     them, and yields random crops: ((3, h, w) float32, (h, w) float32 class
     indices). As in d2l, the validation split is random-cropped too.
     `convention` picks the border's class: 'd2l' (0) or 'voc' (255,
-    ignored).
+    ignored). With `index_labels` the labels are read as class indices
+    (palette or single-channel PNGs of any dataset), not VOC colours.
     """
-    def __init__(self, is_train, crop_size, voc_dir, convention='d2l'):
+    def __init__(self, is_train, crop_size, voc_dir, convention='d2l',
+                 index_labels=False):
         self.rgb_mean = np.array(RGB_MEAN)
         self.rgb_std = np.array(RGB_STD)
         self.crop_size = crop_size
-        features, labels = read_voc_images(voc_dir, is_train=is_train)
+        self.index_labels = index_labels
+        features, labels = read_voc_images(voc_dir, is_train, index_labels)
         self.features = [self.normalize_image(feature)
                          for feature in self.filter(features)]
         self.labels = self.filter(labels)
@@ -281,6 +245,7 @@ class VOCSegDataset(gluon.data.Dataset):
             raise FCNError(no_image_fits(voc_dir, is_train, crop_size,
                                          features))
         self.colormap2label = colormap2label_for(convention)
+        self.remap = index_remap(convention)
         print('read ' + str(len(self.features)) + ' examples')
 
     def normalize_image(self, img):
@@ -294,6 +259,9 @@ class VOCSegDataset(gluon.data.Dataset):
     def __getitem__(self, idx):
         feature, label = voc_rand_crop(self.features[idx], self.labels[idx],
                                        *self.crop_size)
+        if self.index_labels:  # (h, w, 1) indices of any dataset
+            return (feature.transpose(2, 0, 1),
+                    self.remap[label[:, :, 0].astype('int32')])
         return (feature.transpose(2, 0, 1),
                 voc_label_indices(label, self.colormap2label))
 

@@ -10,18 +10,19 @@ import os
 from tqdm import tqdm
 
 from . import viz
-from .data import (colormap2label_for, read_image, read_split,
-                   voc_label_indices, voc_palette)
+from .data import (index_remap, read_image, read_label_indices,
+                   read_split, voc_palette)
 from .files import save_json
 from .metrics import ConfusionMatrix, confusion_matrix, segmentation_metrics
 from .predict import label2image, predict_sliding
 
 
-def read_label(voc_dir, name, colormap2label):
-    """(H, W) int32 class indices of an image's label PNG."""
-    colormap = read_image(os.path.join(voc_dir, 'SegmentationClass',
-                                       f'{name}.png'))
-    return voc_label_indices(colormap, colormap2label).astype('int32')
+def read_label(voc_dir, name, remap):
+    """(H, W) int32 class indices of an image's label PNG, remapped under
+    a label convention (`index_remap`)."""
+    indices = read_label_indices(os.path.join(
+        voc_dir, 'SegmentationClass', f'{name}.png')).astype('int32')
+    return remap[indices].astype('int32')
 
 
 def evaluate_images(net, voc_dir, split='val', classes=None, labels='voc',
@@ -32,14 +33,14 @@ def evaluate_images(net, voc_dir, split='val', classes=None, labels='voc',
     Returns (metrics dict, [(name, image mean IoU), ...]).
     """
     num_classes = len(classes)
-    c2l = colormap2label_for(labels)
+    remap = index_remap(labels)
     total = ConfusionMatrix(num_classes)
     scores = []
     for name in tqdm(read_split(voc_dir, split), desc=f'evaluate {split}',
                      disable=not progress, leave=False):
         img = read_image(os.path.join(voc_dir, 'JPEGImages', f'{name}.jpg'))
         pred = predict_sliding(net, img, window, stride, ctx).argmax(axis=0)
-        hist = confusion_matrix(pred, read_label(voc_dir, name, c2l),
+        hist = confusion_matrix(pred, read_label(voc_dir, name, remap),
                                 num_classes)
         total.mat += hist
         scores.append((name, segmentation_metrics(hist)['mean_iou']))
@@ -60,7 +61,7 @@ def write_report(net, voc_dir, metrics, scores, json_path, classes,
     # best first, then worst; an image with no valid pixel ranks lowest
     ranked = sorted(scores, key=lambda s: s[1] if s[1] == s[1] else -1)
     chosen = ranked[-n:][::-1] + ranked[:n]
-    c2l = colormap2label_for(labels)
+    remap = index_remap(labels)
     colours = [voc_palette()[3 * i:3 * i + 3] for i in range(256)]
     images, preds, truths, titles = [], [], [], []
     for name, miou in chosen:
@@ -68,7 +69,8 @@ def write_report(net, voc_dir, metrics, scores, json_path, classes,
         pred = predict_sliding(net, img, window, stride, ctx).argmax(axis=0)
         images.append(img)
         preds.append(label2image(pred, colours))
-        truths.append(label2image(read_label(voc_dir, name, c2l), colours))
+        truths.append(label2image(read_label(voc_dir, name, remap),
+                                  colours))
         titles.append(f'{name} mIoU {miou:.2f}')
     viz.save_prediction_grid(images, preds, truths,
                              f'{stem}_best_worst.png',

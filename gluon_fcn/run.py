@@ -14,8 +14,8 @@ import mxnet as mx
 from mxnet import gluon
 
 from . import viz
-from .data import (VOC_CLASSES, VOCSegDataset, download_voc, read_image,
-                   read_split)
+from .data import (VOC_CLASSES, VOCSegDataset, download_voc, read_classes,
+                   read_image, read_split)
 from .errors import FCNError
 from .files import atomic_path, load_json, save_json
 from .model import build_fcn
@@ -41,7 +41,7 @@ class TrainConfig:
     model_root: str = None
     backbone: str = 'resnet18_v2'
     head: str = '32s'            # '32s' (the chapter), '16s', '8s'
-    classes: tuple = tuple(VOC_CLASSES)
+    classes: tuple = None        # None: classes.txt of the data, else VOC
     labels: str = 'd2l'          # 'd2l': border = background; 'voc': ignored
     seed: int = 0
     num_workers: int = 0
@@ -56,7 +56,7 @@ class TrainConfig:
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in load_json(path).items() if k in fields}
         values['crop'] = tuple(values.get('crop', cls.crop))
-        values['classes'] = tuple(values.get('classes', cls.classes))
+        values['classes'] = tuple(values.get('classes') or VOC_CLASSES)
         return cls(**values)
 
 
@@ -110,12 +110,21 @@ def synthetic_data(data_dir, num_train=200, num_val=50, scale=1.0):
     return folder
 
 
-def make_loaders(config, voc_dir):
+def resolve_classes(config, voc_dir):
+    """The class names: given, or the data's classes.txt, or VOC's. Labels
+    are read as indices unless the data is plain VOC (d2l's colour path).
+    Returns (classes, index_labels)."""
+    own = read_classes(voc_dir)
+    classes = tuple(config.classes or own or VOC_CLASSES)
+    return classes, classes != tuple(VOC_CLASSES) or own is not None
+
+
+def make_loaders(config, voc_dir, index_labels=False):
     """d2l's load_data_voc on `voc_dir`, with the config's settings."""
     loaders = []
     for is_train in (True, False):
         dataset = VOCSegDataset(is_train, config.crop, voc_dir,
-                                config.labels)
+                                config.labels, index_labels)
         split = 'train' if is_train else 'val'
         if len(dataset) < config.batch_size:
             raise FCNError(
@@ -191,8 +200,10 @@ def fit(config, resume=False, overwrite=False, progress=True):
     prepare_run_dir(out, resume, overwrite)
     devices = parse_devices(config.devices)
     voc_dir = resolve_data(config)
+    classes, index_labels = resolve_classes(config, voc_dir)
+    config = dataclasses.replace(config, classes=classes)
     seed_everything(config.seed)
-    train_iter, test_iter = make_loaders(config, voc_dir)
+    train_iter, test_iter = make_loaders(config, voc_dir, index_labels)
     net = build_fcn(len(config.classes), config.backbone, config.head,
                     config.pretrained, config.model_root)
     net.collect_params().reset_ctx(devices)
@@ -259,9 +270,11 @@ def evaluate_run(run_dir, data, data_dir, split='val', labels='voc',
     config = dataclasses.replace(config, data=data, data_dir=data_dir,
                                  labels=labels)
     voc_dir = resolve_data(config)
+    index_labels = resolve_classes(
+        dataclasses.replace(config, classes=None), voc_dir)[1]
     if crops:
         return crop_accuracy(net, config, voc_dir, split, batch_size, seed,
-                             json_path)
+                             json_path, index_labels)
     window = window or config.crop
     metrics, scores = evaluate_images(net, voc_dir, split, config.classes,
                                       labels, window, stride, ctx)
@@ -275,12 +288,13 @@ def evaluate_run(run_dir, data, data_dir, split='val', labels='voc',
     return metrics
 
 
-def crop_accuracy(net, config, voc_dir, split, batch_size, seed, json_path):
+def crop_accuracy(net, config, voc_dir, split, batch_size, seed, json_path,
+                  index_labels=False):
     """The chapter's test accuracy: seeded random crops of the run's size.
     """
     seed_everything(seed)
     dataset = VOCSegDataset(split == 'train', config.crop, voc_dir,
-                            config.labels)
+                            config.labels, index_labels)
     data_iter = gluon.data.DataLoader(dataset, batch_size or
                                       config.batch_size)
     acc = evaluate_accuracy(net, data_iter)

@@ -230,7 +230,7 @@ def write_split(out_dir, split, ids):
 
 def make_synthetic_voc(out_dir, num_train=200, num_val=50, seed=0,
                        classes=DEFAULT_CLASSES, sizes=DEFAULT_SIZES,
-                       progress=True):
+                       progress=True, binary=False):
     """Write a synthetic dataset in the VOC2012 layout to `out_dir`.
 
     Parameters
@@ -248,6 +248,9 @@ def make_synthetic_voc(out_dir, num_train=200, num_val=50, seed=0,
         (height, width) candidates, one drawn uniformly per image.
     progress : bool
         Show a progress bar.
+    binary : bool
+        Label every object 1 ('object', background 0) and write
+        classes.txt: a binary dataset with its own class list.
 
     Returns
     -------
@@ -262,6 +265,8 @@ def make_synthetic_voc(out_dir, num_train=200, num_val=50, seed=0,
                                   disable=not progress)):
         rng = onp.random.default_rng([seed, i])
         img, label = make_example(rng, draw_size(rng, sizes), classes)
+        if binary:
+            label[(label != 0) & (label != IGNORE_LABEL)] = 1
         save_jpeg(img, os.path.join(out_dir, 'JPEGImages', f'{name}.jpg'))
         save_label_png(label, os.path.join(
             out_dir, 'SegmentationClass', f'{name}.png'))
@@ -269,9 +274,13 @@ def make_synthetic_voc(out_dir, num_train=200, num_val=50, seed=0,
               'trainval': ids}
     for split, split_ids in splits.items():
         write_split(out_dir, split, split_ids)
+    if binary:
+        with atomic_path(os.path.join(out_dir, 'classes.txt')) as tmp:
+            with open(tmp, 'w') as f:
+                f.write('background\nobject\n')
     save_json({'version': VERSION, 'seed': seed, 'num_train': num_train,
                'num_val': num_val, 'classes': list(classes),
                'class_names': [VOC_CLASSES[c] for c in classes],
-               'sizes': [list(s) for s in sizes]},
+               'sizes': [list(s) for s in sizes], 'binary': binary},
               os.path.join(out_dir, 'synthetic.json'))
     return out_dir

@@ -165,6 +165,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(run, synth_voc,
     (['train', '--devices', 'gpu:0'], '--devices: gpu:0 does not exist'),
     (['train', '--devices', 'tpu:0'], "--devices: cannot read 'tpu:0'"),
     (['train', '--data', '/no/such/folder'], '--data: /no/such/folder is'),
+    (['train', '--classes', 'one'], '--classes one: give at least two'),
     (['predict', '--run', '/no/run', '--out', 'x', 'a.jpg'],
      '--run /no/run: not a run folder'),
     (['predict', '--run', '/no/run', '--out', 'x', '--window', '100,96',
@@ -224,3 +225,57 @@ def test_head_and_backbone_are_recorded_and_rebuilt(synth_voc, tmp_path):
                          read_split(synth_voc, 'val')[0] + '.jpg')
     assert main(['predict', '--run', out, '--out', str(tmp_path / 'p'),
                  image]) == 0
+
+
+def test_binary_dataset_with_its_own_class_list(tmp_path, capsys):
+    """`synth --binary` writes classes.txt; train picks it up, predicts
+    two classes, and evaluate reports them by name."""
+    data = str(tmp_path / 'binary')
+    assert main(['synth', '--out', data, '--train', '8', '--val', '4',
+                 '--binary']) == 0
+    assert open(os.path.join(data, 'classes.txt')).read() == \
+        'background\nobject\n'
+    out = str(tmp_path / 'run')
+    assert main(['train', '--data', data, '--out', out, '--epochs', '1',
+                 '--crop', '160,224', '--batch-size', '2',
+                 '--labels', 'voc']) == 0
+    config = json.load(open(os.path.join(out, 'config.json')))
+    assert config['classes'] == ['background', 'object']
+    path = tmp_path / 'eval.json'
+    assert main(['evaluate', '--run', out, '--data', data, '--json',
+                 str(path)]) == 0
+    got = json.load(open(path))
+    assert list(got['per_class_iou']) == ['background', 'object']
+    capsys.readouterr()
+    image = os.path.join(data, 'JPEGImages',
+                         read_split(data, 'val')[0] + '.jpg')
+    assert main(['predict', '--run', out, '--out', str(tmp_path / 'p'),
+                 image]) == 0
+    mask = onp.array(Image.open(tmp_path / 'p' /
+                                (read_split(data, 'val')[0] + '.png')))
+    assert set(onp.unique(mask)) <= {0, 1}
+    assert capsys.readouterr().out.split(': ')[1].strip() in (
+        'background', 'background, object', 'object')
+
+
+def test_single_channel_index_masks_and_classes_flag(synth_voc, tmp_path):
+    """A VOC-layout folder whose masks are 'L' PNGs of class indices."""
+    import shutil
+    data = tmp_path / 'gray'
+    shutil.copytree(synth_voc, data)
+    for png in (data / 'SegmentationClass').iterdir():
+        label = onp.array(Image.open(png))
+        label[(label != 0) & (label != 255)] = 2  # one class: 'thing'
+        Image.fromarray(label, mode='L').save(png)
+    out = str(tmp_path / 'run')
+    assert main(['train', '--data', str(data), '--out', out, '--epochs',
+                 '1', '--classes', 'background,other,thing',
+                 '--labels', 'voc'] + SMALL) == 0
+    from gluon_fcn.data import VOCSegDataset
+    dataset = VOCSegDataset(True, (96, 128), str(data), 'voc',
+                            index_labels=True)
+    values = set(onp.unique(onp.concatenate(
+        [dataset[i][1].asnumpy().ravel() for i in range(len(dataset))])))
+    assert values <= {0, 2, 255} and 2 in values
+    assert json.load(open(os.path.join(out, 'config.json')))['classes'] \
+        == ['background', 'other', 'thing']
