@@ -40,6 +40,19 @@ def parse_classes(text):
     return classes
 
 
+def parse_scale(text):
+    """'0.5,2.0' -> (0.5, 2.0), or None."""
+    if text is None:
+        return None
+    try:
+        low, high = (float(v) for v in text.split(','))
+    except ValueError:
+        raise FCNError(f'--scale {text}: write LOW,HIGH, e.g. 0.5,2.0')
+    if not 0 < low <= high:
+        raise FCNError(f'--scale {text}: need 0 < LOW <= HIGH')
+    return low, high
+
+
 def positive(flag, value, low=0):
     """`value` must exceed `low` (be positive by default)."""
     if value is not None and value <= low:
@@ -75,6 +88,10 @@ def add_train_args(p):
     p.add_argument('--labels', choices=('d2l', 'voc'), default='d2l',
                    help="'d2l': the VOC border counts as background (the "
                         "textbook); 'voc': it is ignored by loss and metrics")
+    p.add_argument('--flip', action='store_true',
+                   help='augment: random horizontal flips (off: d2l)')
+    p.add_argument('--scale', help='augment: LOW,HIGH random rescaling '
+                   'before the crop, e.g. 0.5,2.0 (off: d2l)')
     p.add_argument('--workers', type=int, default=0,
                    help='data loader processes (default 0)')
     p.add_argument('--no-hybridize', action='store_true')
@@ -156,7 +173,8 @@ def train_config(args):
         wd=args.wd, devices=args.devices, pretrained=args.pretrained,
         model_root=args.model_root, backbone=args.backbone, head=args.head,
         seed=args.seed, labels=args.labels,
-        classes=parse_classes(args.classes),
+        classes=parse_classes(args.classes), flip=args.flip,
+        scale=parse_scale(args.scale),
         num_workers=args.workers, hybridize=not args.no_hybridize,
         data_dir=args.data_dir, synth_train=args.synth_train,
         synth_val=args.synth_val, synth_scale=args.synth_scale)

@@ -7,6 +7,7 @@ mode is on (d2l 1.0.3's own `VOCSegDataset` fails when it is off).
 """
 import functools
 import os
+import random
 
 import numpy as onp
 from mxnet import gluon, image
@@ -230,13 +231,17 @@ class VOCSegDataset(gluon.data.Dataset):
     `convention` picks the border's class: 'd2l' (0) or 'voc' (255,
     ignored). With `index_labels` the labels are read as class indices
     (palette or single-channel PNGs of any dataset), not VOC colours.
+    Off by default, as in d2l: `flip` mirrors half the examples, `scale`
+    = (low, high) resizes each by a random factor before the crop (never
+    below the crop size), as the FCN literature augments.
     """
     def __init__(self, is_train, crop_size, voc_dir, convention='d2l',
-                 index_labels=False):
+                 index_labels=False, flip=False, scale=None):
         self.rgb_mean = np.array(RGB_MEAN)
         self.rgb_std = np.array(RGB_STD)
         self.crop_size = crop_size
         self.index_labels = index_labels
+        self.flip, self.scale = flip, scale
         features, labels = read_voc_images(voc_dir, is_train, index_labels)
         self.features = [self.normalize_image(feature)
                          for feature in self.filter(features)]
@@ -257,8 +262,9 @@ class VOCSegDataset(gluon.data.Dataset):
             img.shape[1] >= self.crop_size[1])]
 
     def __getitem__(self, idx):
-        feature, label = voc_rand_crop(self.features[idx], self.labels[idx],
-                                       *self.crop_size)
+        feature, label = augment(self.features[idx], self.labels[idx],
+                                 self.crop_size, self.flip, self.scale)
+        feature, label = voc_rand_crop(feature, label, *self.crop_size)
         if self.index_labels:  # (h, w, 1) indices of any dataset
             return (feature.transpose(2, 0, 1),
                     self.remap[label[:, :, 0].astype('int32')])
@@ -267,6 +273,25 @@ class VOCSegDataset(gluon.data.Dataset):
 
     def __len__(self):
         return len(self.features)
+
+
+def augment(feature, label, crop_size, flip=False, scale=None):
+    """Random horizontal flip and rescaling of an (H, W, C) pair, drawn
+    with Python's `random` like the crop: bilinear for the image, nearest
+    for the label."""
+    if scale:
+        h, w = feature.shape[:2]
+        low = max(scale[0], crop_size[0] / h, crop_size[1] / w)
+        s = random.uniform(low, max(low, scale[1]))
+        size = (max(round(w * s), crop_size[1]),
+                max(round(h * s), crop_size[0]))
+        feature = image.imresize(feature, *size, interp=1)
+        label = image.imresize(label, *size, interp=0)
+        if label.ndim == 2:  # OpenCV drops a single channel
+            label = label[:, :, None]
+    if flip and random.random() < 0.5:
+        feature, label = feature[:, ::-1], label[:, ::-1]
+    return feature, label
 
 
 def no_image_fits(voc_dir, is_train, crop_size, features):

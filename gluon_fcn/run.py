@@ -43,6 +43,8 @@ class TrainConfig:
     head: str = '32s'            # '32s' (the chapter), '16s', '8s'
     classes: tuple = None        # None: classes.txt of the data, else VOC
     labels: str = 'd2l'          # 'd2l': border = background; 'voc': ignored
+    flip: bool = False           # augmentation, off as in the chapter
+    scale: tuple = None          # (low, high) random rescaling
     seed: int = 0
     num_workers: int = 0
     hybridize: bool = True
@@ -56,6 +58,7 @@ class TrainConfig:
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in load_json(path).items() if k in fields}
         values['crop'] = tuple(values.get('crop', cls.crop))
+        values['scale'] = values.get('scale') and tuple(values['scale'])
         values['classes'] = tuple(values.get('classes') or VOC_CLASSES)
         return cls(**values)
 
@@ -123,8 +126,9 @@ def make_loaders(config, voc_dir, index_labels=False):
     """d2l's load_data_voc on `voc_dir`, with the config's settings."""
     loaders = []
     for is_train in (True, False):
-        dataset = VOCSegDataset(is_train, config.crop, voc_dir,
-                                config.labels, index_labels)
+        dataset = VOCSegDataset(
+            is_train, config.crop, voc_dir, config.labels, index_labels,
+            flip=config.flip and is_train, scale=is_train and config.scale)
         split = 'train' if is_train else 'val'
         if len(dataset) < config.batch_size:
             raise FCNError(

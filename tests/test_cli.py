@@ -166,6 +166,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(run, synth_voc,
     (['train', '--devices', 'tpu:0'], "--devices: cannot read 'tpu:0'"),
     (['train', '--data', '/no/such/folder'], '--data: /no/such/folder is'),
     (['train', '--classes', 'one'], '--classes one: give at least two'),
+    (['train', '--scale', '2,1'], '--scale 2,1: need 0 < LOW <= HIGH'),
     (['predict', '--run', '/no/run', '--out', 'x', 'a.jpg'],
      '--run /no/run: not a run folder'),
     (['predict', '--run', '/no/run', '--out', 'x', '--window', '100,96',
@@ -238,9 +239,10 @@ def test_binary_dataset_with_its_own_class_list(tmp_path, capsys):
     out = str(tmp_path / 'run')
     assert main(['train', '--data', data, '--out', out, '--epochs', '1',
                  '--crop', '160,224', '--batch-size', '2',
-                 '--labels', 'voc']) == 0
+                 '--labels', 'voc', '--flip', '--scale', '0.8,1.2']) == 0
     config = json.load(open(os.path.join(out, 'config.json')))
     assert config['classes'] == ['background', 'object']
+    assert config['flip'] and config['scale'] == [0.8, 1.2]
     path = tmp_path / 'eval.json'
     assert main(['evaluate', '--run', out, '--data', data, '--json',
                  str(path)]) == 0

@@ -203,3 +203,23 @@ def test_label_conventions_on_real_voc(voc_mini):
     assert set(onp.unique(y.asnumpy())) >= {0, 255}
     with pytest.raises(FCNError, match='--labels coco'):
         data.colormap2label_for('coco')
+
+
+def test_augmentation_keeps_image_and_label_aligned(synth_voc):
+    """Flip and rescale move image and label together: an image whose
+    first channel is its label's class stays equal to it after both."""
+    ds = data.VOCSegDataset(True, (96, 128), synth_voc, 'voc',
+                            index_labels=True, flip=True, scale=(0.6, 1.8))
+    stripes = onp.repeat(onp.arange(1, 5), 40)[None, :].repeat(120, 0)
+    ds.labels[0] = data.np.array(stripes[:, :, None], dtype='uint8')
+    ds.features[0] = data.np.array(
+        onp.repeat(stripes[:, :, None], 3, 2), dtype='float32')
+    orders = set()
+    for seed in range(8):
+        random.seed(seed)
+        x, y = ds[0]
+        assert x.shape == (3, 96, 128) and y.shape == (96, 128)
+        x0, y = x[0].asnumpy(), y.asnumpy()
+        assert (onp.abs(x0 - y) < 0.5).mean() > 0.95
+        orders.add(bool(y[0, 0] < y[0, -1]))
+    assert orders == {True, False}  # some examples were mirrored
