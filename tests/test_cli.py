@@ -36,6 +36,11 @@ def test_train_writes_the_run_folder(run):
     assert {'loss', 'train_acc', 'test_acc', 'examples_per_sec',
             'devices'} <= set(metrics)
     assert metrics['devices'] == '[cpu(0), cpu(1)]'
+    assert 0 <= metrics['test_miou'] <= 1
+    whole = metrics['val_whole_image']  # whole images, not crops
+    assert whole['images'] == 12 and whole['split'] == 'val'
+    assert {'pixel_acc', 'mean_acc', 'mean_iou', 'fw_iou',
+            'per_class_iou'} <= set(whole)
     assert 0 <= metrics['test_acc'] <= 1 and metrics['examples_per_sec'] > 0
     assert sorted(os.listdir(os.path.join(run, 'checkpoints'))) == [
         f'epoch-000{e}.{ext}' for e in (1, 2)
