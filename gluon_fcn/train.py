@@ -16,6 +16,7 @@ from mxnet import autograd, gluon, np, npx
 from tqdm import tqdm
 
 from .data import IGNORE_LABEL
+from .errors import FCNError
 from .metrics import ConfusionMatrix
 
 
@@ -136,6 +137,9 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs,
     devices = devices or [mx.cpu()]
     history = history or History()
     num_batches = len(train_iter)
+    if num_batches == 0 or len(test_iter) == 0:  # d2l divides by zero
+        raise FCNError('a data loader has no batch: fewer images at least '
+                       'as large as the crop than the batch size')
     report_every = max(num_batches // 5, 1)
     for epoch in range(start_epoch, num_epochs):
         if seed is not None:

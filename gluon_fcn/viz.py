@@ -1,21 +1,30 @@
-"""Every PNG the project writes: curves, prediction grids and overlays."""
-import matplotlib
+"""Every PNG the project writes: curves, prediction grids and overlays.
 
-matplotlib.use('Agg')  # files only: no display on servers and in CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as onp  # noqa: E402
-from PIL import Image  # noqa: E402
+Figures are drawn on matplotlib's Agg canvas directly, never through
+pyplot, so the package needs no display and leaves the backend of a
+notebook or an application that imports it alone.
+"""
+import numpy as onp
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
 
-from .files import atomic_path  # noqa: E402
+from .files import atomic_path
 
 CURVE_LEGEND = ('train loss', 'train acc', 'test acc')
 CURVE_FMTS = ('-', 'm--', 'g-.')  # d2l Animator's
 
 
+def subplots(nrows=1, ncols=1, **kwargs):
+    """pyplot.subplots without pyplot: (figure, axes) on an Agg canvas."""
+    fig = Figure(figsize=kwargs.pop('figsize', None))
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
 def _save(fig, path):
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format='png', dpi=100, bbox_inches='tight')
-    plt.close(fig)
 
 
 def save_curves(points, num_epochs, path):
@@ -23,7 +32,7 @@ def save_curves(points, num_epochs, path):
 
     `points` are (x, loss, train acc, test acc) tuples, None for no value.
     """
-    fig, ax = plt.subplots(figsize=(3.5, 2.5))
+    fig, ax = subplots(figsize=(3.5, 2.5))
     for k, (label, fmt) in enumerate(zip(CURVE_LEGEND, CURVE_FMTS)):
         xy = [(p[0], p[k + 1]) for p in points if p[k + 1] is not None]
         if xy:
@@ -38,7 +47,7 @@ def save_curves(points, num_epochs, path):
 
 def show_images(imgs, num_rows, num_cols, path, titles=None, scale=2):
     """d2l's `show_images`, to a PNG: a grid of (H, W, 3) uint8 images."""
-    fig, axes = plt.subplots(num_rows, num_cols, squeeze=False,
+    fig, axes = subplots(num_rows, num_cols, squeeze=False,
                              figsize=(num_cols * scale, num_rows * scale))
     for i, ax in enumerate(axes.flatten()):
         ax.axis('off')
@@ -59,7 +68,7 @@ def save_iou_bars(per_class_iou, path):
     """A bar per class of its IoU; classes without pixels are marked."""
     names = list(per_class_iou)
     values = [per_class_iou[k] for k in names]
-    fig, ax = plt.subplots(figsize=(max(4, 0.45 * len(names)), 3))
+    fig, ax = subplots(figsize=(max(4, 0.45 * len(names)), 3))
     ax.bar(range(len(names)), [v or 0 for v in values], color='tab:blue')
     for i, v in enumerate(values):
         ax.text(i, (v or 0) + 0.01, 'n/a' if v is None else f'{v:.2f}',

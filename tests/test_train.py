@@ -184,3 +184,25 @@ def test_ignore_label_loss():
                                 expected.asnumpy(), rtol=1e-6)
     assert isinstance(make_loss('voc'), IgnoreLabelLoss)
     assert isinstance(make_loss('d2l'), gluon.loss.SoftmaxCrossEntropyLoss)
+
+
+def test_empty_loader_is_a_clear_error(synth_voc):
+    from gluon_fcn.errors import FCNError
+    ds = VOCSegDataset(True, (96, 128), synth_voc)
+    empty = gluon.data.DataLoader(ds, len(ds) + 1, last_batch='discard')
+    net = build_fcn(num_classes=21)
+    with pytest.raises(FCNError, match='no batch'):
+        train(net, empty, empty, gluon.loss.SoftmaxCrossEntropyLoss(axis=1),
+              make_trainer(net), 1, progress=False)
+
+
+def test_importing_the_package_leaves_matplotlib_s_backend_alone():
+    import subprocess
+    import sys
+    code = ('import matplotlib\n'
+            "matplotlib.use('svg')\n"
+            'import gluon_fcn.viz, gluon_fcn.predict, gluon_fcn.run\n'
+            'print(matplotlib.get_backend())\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.split()[-1] == 'svg'
