@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
 from .data import IGNORE_LABEL, VOC_CLASSES, save_label_png
+from .errors import FCNError
 from .files import atomic_path, save_json
 
 VERSION = 1
@@ -259,7 +260,7 @@ def make_synthetic_voc(out_dir, num_train=200, num_val=50, seed=0,
     """
     classes = tuple(int(c) for c in classes)
     if not classes or not all(0 < c < len(VOC_CLASSES) for c in classes):
-        raise ValueError(f'classes must be VOC indices 1..20, not {classes}')
+        raise FCNError(f'classes must be VOC indices 1..20, not {classes}')
     ids = [f'synth_{i:06d}' for i in range(num_train + num_val)]
     for i, name in enumerate(tqdm(ids, desc='synthetic VOC',
                                   disable=not progress)):

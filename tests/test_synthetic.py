@@ -10,7 +10,7 @@ from PIL import Image, ImageFilter
 from gluon_fcn.data import (read_split, read_voc_images, voc_colormap2label,
                             voc_label_indices, voc_palette)
 from gluon_fcn.synthetic import (DEFAULT_CLASSES, DEFAULT_SIZES,
-                                 make_synthetic_voc)
+                                 border_band, make_synthetic_voc)
 
 SIZES = ((96, 128), (128, 160), (160, 96))
 
@@ -68,6 +68,17 @@ def test_labels_are_voc_palette_pngs_with_void_borders(synth):
         assert near(void, 3)[objects].mean() > 0.2  # outlines, not blobs
 
 
+def test_void_band_straddles_outlines_and_spares_the_image_edge():
+    instances = onp.zeros((20, 20), onp.uint8)
+    instances[:10, 5:15] = 1  # rows 0-9, columns 5-14: touches the top
+    band = border_band(instances)
+    # 2 px on each side of the outline, like VOC's 4-5 px void lines
+    assert onp.flatnonzero(band[:, 10]).tolist() == [8, 9, 10, 11]
+    assert onp.flatnonzero(band[5]).tolist() == [3, 4, 5, 6,
+                                                 13, 14, 15, 16]
+    assert not band[0, 7:13].any()  # none along the image's own edge
+
+
 def test_objects_cover_a_fair_share_of_pixels(synth):
     _, labels = label_arrays(synth)
     covered = onp.mean([(~onp.isin(lb, (0, 255))).mean() for lb in labels])
@@ -111,3 +122,10 @@ def test_default_sizes_vary_and_some_fall_below_the_crop(tmp_path):
     fits = [h >= 320 and w >= 480 for h, w in (f.shape[:2]
                                                for f in features)]
     assert 0 < sum(fits) < len(fits)
+
+
+def test_classes_outside_voc_are_a_user_error(tmp_path):
+    from gluon_fcn.errors import FCNError
+    with pytest.raises(FCNError, match='VOC indices 1..20'):
+        make_synthetic_voc(str(tmp_path), 1, 1, classes=(0, 21),
+                           progress=False)
