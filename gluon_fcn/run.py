@@ -274,8 +274,7 @@ def evaluate_run(run_dir, data, data_dir, split='val', labels='voc',
     config = dataclasses.replace(config, data=data, data_dir=data_dir,
                                  labels=labels)
     voc_dir = resolve_data(config)
-    index_labels = resolve_classes(
-        dataclasses.replace(config, classes=None), voc_dir)[1]
+    index_labels = resolve_classes(config, voc_dir)[1]
     if crops:
         return crop_accuracy(net, config, voc_dir, split, batch_size, seed,
                              json_path, index_labels)

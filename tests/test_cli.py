@@ -6,6 +6,7 @@ import sys
 
 import mxnet as mx
 import numpy as onp
+from mxnet import gluon
 import pytest
 from PIL import Image
 
@@ -286,3 +287,15 @@ def test_single_channel_index_masks_and_classes_flag(synth_voc, tmp_path):
     assert values <= {0, 2, 255} and 2 in values
     assert json.load(open(os.path.join(out, 'config.json')))['classes'] \
         == ['background', 'other', 'thing']
+    # the chapter's crop accuracy reads the same index masks
+    path = tmp_path / 'crops.json'
+    assert main(['evaluate', '--run', out, '--data', str(data), '--crops',
+                 '--labels', 'voc', '--json', str(path)]) == 0
+    from gluon_fcn.run import load_run
+    from gluon_fcn.train import evaluate_accuracy, seed_everything
+    net, _ = load_run(out)
+    seed_everything(0)
+    val = VOCSegDataset(False, (96, 128), str(data), 'voc',
+                        index_labels=True)
+    expected = evaluate_accuracy(net, gluon.data.DataLoader(val, 4))
+    assert json.load(open(path))['accuracy'] == pytest.approx(expected)
