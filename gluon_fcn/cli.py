@@ -29,6 +29,14 @@ def parse_crop(text, flag='--crop'):
     return h, w
 
 
+def parse_windows(args):
+    """--window (multiples of 32) and --stride, each None when not given.
+    """
+    window = args.window and parse_crop(args.window, '--window')
+    stride = args.stride and parse_pair(args.stride, '--stride')
+    return window, stride
+
+
 def parse_classes(text):
     """'background,object' -> ('background', 'object'), or None."""
     if text is None:
@@ -202,8 +210,7 @@ def cmd_train(args):
 def cmd_predict(args):
     from .predict import predict_files
     from .run import load_run, parse_devices
-    window = args.window and parse_crop(args.window, '--window')
-    stride = args.stride and parse_pair(args.stride, '--stride')
+    window, stride = parse_windows(args)
     ctx = parse_devices(args.device)[0]
     net, config = load_run(args.run, ctx)
     failed = predict_files(net, config, args.images, args.out, ctx, window,
@@ -214,8 +221,7 @@ def cmd_predict(args):
 def cmd_evaluate(args):
     from .run import evaluate_run
     positive('--batch-size', args.batch_size)
-    window = args.window and parse_crop(args.window, '--window')
-    stride = args.stride and parse_pair(args.stride, '--stride')
+    window, stride = parse_windows(args)
     evaluate_run(args.run, args.data, args.data_dir, args.split, args.labels,
                  args.json, window, stride, args.device, args.crops,
                  args.batch_size, args.seed)

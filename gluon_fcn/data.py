@@ -147,7 +147,7 @@ def palette2label():
 
 def index_remap(convention='d2l'):
     """Index -> class under a convention: 'd2l' sends the void 255 to 0."""
-    colormap2label_for(convention)  # checks the name
+    check_convention(convention)
     remap = onp.arange(256, dtype='float32')
     if convention == 'd2l':
         remap[IGNORE_LABEL] = 0
@@ -185,13 +185,17 @@ LABEL_CONVENTIONS = ('d2l', 'voc')
 VOC_BORDER = (224, 224, 192)
 
 
+def check_convention(labels):
+    if labels not in LABEL_CONVENTIONS:
+        raise FCNError(f'--labels {labels}: choose d2l or voc')
+
+
 def colormap2label_for(labels='d2l'):
     """`voc_colormap2label()` under a label convention: 'd2l' (the border
     colour counts as background, as the textbook has it) or 'voc' (the
     border is 255, ignored, as the FCN paper, gluoncv and torchvision
     have it)."""
-    if labels not in LABEL_CONVENTIONS:
-        raise FCNError(f'--labels {labels}: choose d2l or voc')
+    check_convention(labels)
     colormap2label = voc_colormap2label()
     if labels == 'voc':
         r, g, b = VOC_BORDER
@@ -249,8 +253,11 @@ class VOCSegDataset(gluon.data.Dataset):
         if not self.features:  # d2l would go on with an empty dataset
             raise FCNError(no_image_fits(voc_dir, is_train, crop_size,
                                          features))
-        self.colormap2label = colormap2label_for(convention)
-        self.remap = index_remap(convention)
+        # the one lookup the labels need: index remap or d2l's colour map
+        if index_labels:
+            self.remap = index_remap(convention)
+        else:
+            self.colormap2label = colormap2label_for(convention)
         print('read ' + str(len(self.features)) + ' examples')
 
     def normalize_image(self, img):

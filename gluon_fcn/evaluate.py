@@ -1,6 +1,6 @@
 """Whole-image evaluation of a trained FCN over a VOC-layout split.
 
-Each image is predicted whole by sliding windows (`predict_sliding`), its
+Each image is predicted whole by sliding windows (`predict_mask`), its
 label read under a convention ('d2l': the border is background; 'voc': the
 border is ignored), and one confusion matrix is accumulated over the split,
 from which `gluon_fcn.metrics` derives the FCN paper's figures.
@@ -14,7 +14,7 @@ from .data import (index_remap, read_image, read_label_indices,
                    read_split, voc_palette)
 from .files import save_json
 from .metrics import ConfusionMatrix, confusion_matrix, segmentation_metrics
-from .predict import label2image, predict_sliding
+from .predict import label2image, predict_mask
 
 
 def read_label(voc_dir, name, remap):
@@ -39,7 +39,7 @@ def evaluate_images(net, voc_dir, split='val', classes=None, labels='voc',
     for name in tqdm(read_split(voc_dir, split), desc=f'evaluate {split}',
                      disable=not progress, leave=False):
         img = read_image(os.path.join(voc_dir, 'JPEGImages', f'{name}.jpg'))
-        pred = predict_sliding(net, img, window, stride, ctx).argmax(axis=0)
+        pred = predict_mask(net, img, window, stride, ctx)
         hist = confusion_matrix(pred, read_label(voc_dir, name, remap),
                                 num_classes)
         total.mat += hist
@@ -66,7 +66,7 @@ def write_report(net, voc_dir, metrics, scores, json_path, classes,
     images, preds, truths, titles = [], [], [], []
     for name, miou in chosen:
         img = read_image(os.path.join(voc_dir, 'JPEGImages', f'{name}.jpg'))
-        pred = predict_sliding(net, img, window, stride, ctx).argmax(axis=0)
+        pred = predict_mask(net, img, window, stride, ctx)
         images.append(img)
         preds.append(label2image(pred, colours))
         truths.append(label2image(read_label(voc_dir, name, remap),

@@ -81,6 +81,12 @@ def predict_sliding(net, img, window=(320, 480), stride=None, ctx=None):
     return (logits / count)[:, :h, :w]
 
 
+def predict_mask(net, img, window=(320, 480), stride=None, ctx=None):
+    """Class indices (H, W) int32 of a whole image by sliding windows."""
+    return predict_sliding(net, img, window, stride, ctx).argmax(
+        axis=0).astype('int32')
+
+
 def pad_to(X, height, width):
     """Zero-pad (B, C, H, W) at the bottom and right to (height, width)."""
     h, w = X.shape[-2:]
@@ -119,8 +125,7 @@ def predict_files(net, config, paths, out_dir, ctx=None, window=None,
             print(f'gluon-fcn: error: {e}', file=sys.stderr)
             failed += 1
             continue
-        pred = predict_sliding(net, img, window or config.crop, stride,
-                               ctx).argmax(axis=0).astype('int32')
+        pred = predict_mask(net, img, window or config.crop, stride, ctx)
         stem = os.path.join(out_dir, os.path.splitext(
             os.path.basename(path))[0])
         mask = pred.asnumpy()

@@ -17,11 +17,11 @@ from . import viz
 from .data import (VOC_CLASSES, VOCSegDataset, download_voc, read_classes,
                    read_image, read_split)
 from .errors import FCNError
+from .evaluate import evaluate_images, write_report
 from .files import atomic_path, load_json, save_json
 from .model import build_fcn
 from .predict import label2image, predict_image
 from .synthetic import DEFAULT_SIZES, make_synthetic_voc
-from .evaluate import evaluate_images, write_report
 from .train import (History, evaluate_accuracy, examples_per_sec,
                     format_epoch, make_loss, seed_everything, train)
 
