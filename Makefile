@@ -23,7 +23,7 @@ $(VENV)/.installed-cpu: setup.py | $(PY)
 	touch $@
 
 $(VENV)/.installed-test: setup.py $(VENV)/.installed-cpu
-	$(PIP) install -e '.[cpu,test]'
+	$(PIP) install -e '.[cpu,test,compare]'
 	# d2l 1.0.3 is the reference the tests compare against; its pinned
 	# dependencies (gym 0.21, ...) do not install on Python 3.11
 	$(PIP) install --no-deps d2l==1.0.3

@@ -23,6 +23,9 @@ setup(
         'cpu': ['mxnet==1.9.1'],
         'cu112': ['mxnet-cu112==1.9.1'],
         'test': ['pytest', 'nbclient', 'nbformat', 'ipykernel', 'pandas'],
+        # gluon_fcn.torch_port and `gluon-fcn compare`; pinned: an unpinned
+        # torch pulls the CUDA build (gigabytes); 2.13.0 has a CPU wheel
+        'compare': ['torch==2.13.0'],
     },
     entry_points={'console_scripts': ['gluon-fcn=gluon_fcn.cli:main']},
     classifiers=['Programming Language :: Python :: 3',

@@ -158,7 +158,34 @@ def build_parser():
                    help="the chapter's test accuracy on random crops")
     p.add_argument('--batch-size', type=int, help='with --crops')
     p.add_argument('--seed', type=int, default=0, help='with --crops')
+    add_compare_args(sub.add_parser(
+        'compare', help='train the MXNet and the PyTorch chapter side by '
+        'side (needs torch: the compare extra)'))
     return parser
+
+
+def add_compare_args(p):
+    p.add_argument('--settings', choices=('textbook', 'matched'),
+                   default='textbook',
+                   help="'textbook': each framework as its chapter has it;"
+                        " 'matched': the same backbone and update")
+    p.add_argument('--backbone', default='resnet18_v1',
+                   choices=('resnet18_v1', 'resnet18_v2'),
+                   help='both frameworks\' backbone under matched')
+    p.add_argument('--data', default='synthetic')
+    p.add_argument('--data-dir', default='data')
+    p.add_argument('--out', default=os.path.join('runs', 'compare'))
+    p.add_argument('--steps', type=int, help='default: --epochs epochs')
+    p.add_argument('--epochs', type=int, default=1)
+    p.add_argument('--batch-size', type=int, default=8)
+    p.add_argument('--crop', default='320,480', help='HEIGHT,WIDTH')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--classes', help='as for train')
+    p.add_argument('--lr', type=float, default=0.1,
+                   help='both learning rates under matched (default 0.1)')
+    p.add_argument('--dtype', choices=('float32', 'float64'),
+                   default='float32', help='float64 shows how much of a '
+                   'gap is rounding')
 
 
 def train_config(args):
@@ -228,8 +255,29 @@ def cmd_evaluate(args):
     return 0
 
 
+def cmd_compare(args):
+    from .run import TrainConfig
+    positive('--steps', args.steps)
+    positive('--epochs', args.epochs)
+    positive('--batch-size', args.batch_size)
+    positive('--lr', args.lr)
+    try:
+        from .compare import run_compare
+    except ImportError as e:
+        raise FCNError(f'compare needs PyTorch ({e}): pip install '
+                       "'gluon-fcn[compare]' (torch==2.13.0, CPU)")
+    config = TrainConfig(data=args.data, data_dir=args.data_dir,
+                         batch_size=args.batch_size,
+                         crop=parse_crop(args.crop), seed=args.seed,
+                         classes=parse_classes(args.classes))
+    run_compare(config, args.settings, args.out, args.steps, args.epochs,
+                args.backbone, args.dtype, args.lr)
+    return 0
+
+
 COMMANDS = {'synth': cmd_synth, 'train': cmd_train,
-            'predict': cmd_predict, 'evaluate': cmd_evaluate}
+            'predict': cmd_predict, 'evaluate': cmd_evaluate,
+            'compare': cmd_compare}
 
 
 def main(argv=None):
