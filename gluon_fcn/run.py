@@ -1,7 +1,7 @@
 """A training run as a folder: config, checkpoints, resume, final files.
 
 The run folder holds `config.json`, `log.txt` (a line per epoch),
-`checkpoints/epoch-NNNN.{params,states,json}`, `fcn.params` (final),
+`checkpoints/epoch-NNNN.{params,states,devices,json}`, `fcn.params` (final),
 `curves.png`, `predictions.png` and `metrics.json`. Every file is written
 atomically; the checkpoint's JSON is written last and marks it complete.
 """
@@ -14,6 +14,7 @@ import mxnet as mx
 from mxnet import gluon
 
 from . import viz
+from .checkpoint import load_device_copies, save_device_copies
 from .data import (VOC_CLASSES, VOCSegDataset, download_voc, read_classes,
                    read_image, read_split)
 from .errors import FCNError
@@ -155,15 +156,18 @@ def prepare_run_dir(out, resume=False, overwrite=False):
 
 def checkpoint_paths(out, epoch):
     stem = os.path.join(out, 'checkpoints', f'epoch-{epoch:04d}')
-    return stem + '.params', stem + '.states', stem + '.json'
+    return tuple(stem + ext for ext in ('.params', '.states', '.devices',
+                                        '.json'))
 
 
 def save_checkpoint(out, epoch, net, trainer, history):
-    params, states, meta = checkpoint_paths(out, epoch)
+    params, states, devices, meta = checkpoint_paths(out, epoch)
     with atomic_path(params) as tmp:
         net.save_parameters(tmp)
     with atomic_path(states) as tmp:
         trainer.save_states(tmp)
+    with atomic_path(devices) as tmp:
+        save_device_copies(net, tmp)
     save_json({'epoch': epoch, 'points': history.points,
                'epochs': history.epochs}, meta)
 
@@ -175,9 +179,13 @@ def load_last_checkpoint(out, net, trainer):
     if not metas:
         return 0, History()
     meta = load_json(metas[-1])
-    params, states, _ = checkpoint_paths(out, meta['epoch'])
-    net.load_parameters(params, ctx=list_ctx(net))
-    trainer.load_states(states)
+    params, states, devices, _ = checkpoint_paths(out, meta['epoch'])
+    try:
+        net.load_parameters(params, ctx=list_ctx(net))
+        trainer.load_states(states)
+    except Exception as e:  # MXNetError, OSError: a damaged checkpoint
+        raise FCNError(f'--resume: cannot load {params} and {states}') from e
+    load_device_copies(net, devices)
     points = [tuple(p) for p in meta['points']]
     return meta['epoch'], History(points, meta['epochs'])
 
