@@ -15,6 +15,7 @@ from mxnet import gluon
 
 from . import viz
 from .checkpoint import load_device_copies, save_device_copies
+from .checks import check_dataset
 from .data import (VOC_CLASSES, VOCSegDataset, download_voc, read_classes,
                    read_image, read_split)
 from .errors import FCNError
@@ -142,15 +143,20 @@ def make_loaders(config, voc_dir, index_labels=False):
     return loaders
 
 
-def prepare_run_dir(out, resume=False, overwrite=False):
-    """Refuse to overwrite a run silently; clear it with `overwrite`."""
-    if os.path.isdir(out) and os.listdir(out) and not resume:
-        if not overwrite:
-            raise FCNError(f'--out {out} already holds files: pass --resume '
-                           'to continue that run or --overwrite to replace')
-        shutil.rmtree(out)
+def check_run_dir(out, resume=False, overwrite=False):
+    """Refuse to overwrite a run silently or to resume what is not one."""
+    if os.path.isdir(out) and os.listdir(out) and not (resume or overwrite):
+        raise FCNError(f'--out {out} already holds files: pass --resume '
+                       'to continue that run or --overwrite to replace')
     if resume and not os.path.isfile(os.path.join(out, 'config.json')):
         raise FCNError(f'--resume: {out} is not a run (no config.json)')
+
+
+def prepare_run_dir(out, resume=False, overwrite=False):
+    """`check_run_dir`, then clear the run with `overwrite` and make it."""
+    check_run_dir(out, resume, overwrite)
+    if overwrite and not resume and os.path.isdir(out):
+        shutil.rmtree(out)
     os.makedirs(os.path.join(out, 'checkpoints'), exist_ok=True)
 
 
@@ -209,13 +215,16 @@ def fit(config, resume=False, overwrite=False, progress=True):
     With `resume`, continue from the run's newest complete checkpoint.
     """
     out = config.out
-    prepare_run_dir(out, resume, overwrite)
+    check_run_dir(out, resume, overwrite)
     devices = parse_devices(config.devices)
     voc_dir = resolve_data(config)
     classes, index_labels = resolve_classes(config, voc_dir)
     config = dataclasses.replace(config, classes=classes)
+    check_dataset(voc_dir, config.crop, len(classes), config.labels,
+                  index_labels, progress)
     seed_everything(config.seed)
     train_iter, test_iter = make_loaders(config, voc_dir, index_labels)
+    prepare_run_dir(out, resume, overwrite)  # only once the data is good
     net = build_fcn(len(config.classes), config.backbone, config.head,
                     config.pretrained, config.model_root)
     net.collect_params().reset_ctx(devices)

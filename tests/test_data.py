@@ -182,8 +182,8 @@ def test_tar_members_outside_the_folder_are_refused(synth_voc, http_dir,
 
 
 def test_no_image_as_large_as_the_crop_is_an_error(voc_mini):
-    with pytest.raises(FCNError, match='no train image is at least 640x640 '
-                       r'\(the crop\); the largest is 375x500'):
+    with pytest.raises(FCNError, match='no train image is as large as the '
+                       r'crop 640x640 \(largest: 375x500\)'):
         data.VOCSegDataset(True, (640, 640), voc_mini)
 
 
