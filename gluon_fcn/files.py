@@ -5,6 +5,8 @@ import json
 import os
 import tempfile
 
+from .errors import FCNError
+
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -37,5 +39,10 @@ def save_json(obj, path):
 
 
 def load_json(path):
-    with open(path, encoding='utf-8') as f:
-        return json.load(f)
+    """The object in a JSON file; a missing or damaged one is an FCNError.
+    """
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise FCNError(f'{path}: cannot read it as JSON ({e})') from e
