@@ -234,6 +234,8 @@ def fit(config, resume=False, overwrite=False, progress=True):
     trainer = gluon.Trainer(net.collect_params(), 'sgd',
                             {'learning_rate': config.lr, 'wd': config.wd})
     start_epoch, history = load_last_checkpoint(out, net, trainer)
+    if start_epoch:  # log.txt as of the checkpoint, whenever the kill came
+        write_epoch_files(out, config, history)
     save_json(config_dict(config), os.path.join(out, 'config.json'))
 
     def on_epoch_end(epoch, history):
