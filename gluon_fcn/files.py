@@ -1,6 +1,7 @@
 """Atomic writes: a crash leaves the previous complete file, never half of one.
 """
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -28,6 +29,13 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def remove_temporaries(folder):
+    """Delete what `atomic_path` left in `folder` when a process was killed
+    inside it (never a complete file: those were renamed)."""
+    for path in glob.glob(os.path.join(glob.escape(folder), '.*.tmp*')):
+        os.remove(path)
 
 
 def save_json(obj, path):

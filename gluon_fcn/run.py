@@ -20,7 +20,7 @@ from .data import (VOC_CLASSES, VOCSegDataset, download_voc, read_classes,
                    read_image, read_split)
 from .errors import FCNError
 from .evaluate import evaluate_images, write_report
-from .files import atomic_path, load_json, save_json
+from .files import atomic_path, load_json, remove_temporaries, save_json
 from .model import build_fcn
 from .predict import label2image, predict_image
 from .synthetic import DEFAULT_SIZES, make_synthetic_voc
@@ -158,6 +158,8 @@ def prepare_run_dir(out, resume=False, overwrite=False):
     if overwrite and not resume and os.path.isdir(out):
         shutil.rmtree(out)
     os.makedirs(os.path.join(out, 'checkpoints'), exist_ok=True)
+    for folder in (out, os.path.join(out, 'checkpoints')):
+        remove_temporaries(folder)
 
 
 def checkpoint_paths(out, epoch):

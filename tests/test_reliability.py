@@ -21,6 +21,7 @@ from PIL import Image
 from gluon_fcn import data
 from gluon_fcn.cli import main
 from gluon_fcn.errors import FCNError
+from gluon_fcn.files import remove_temporaries
 from test_data import http_dir, make_voc_tar, serve  # noqa: F401
 
 TINY = ['--crop', '64,64', '--batch-size', '2', '--seed', '0',
@@ -325,11 +326,8 @@ def test_run_killed_mid_epoch_resumes_bit_identical(reference, synth_voc,
         os.listdir(os.path.join(reference, 'checkpoints')))
 
 
-def test_non_finite_loss_stops_and_keeps_the_checkpoints(reference,
-                                                         tmp_path, capsys):
-    """Epoch 1 as the reference trained it, then epoch 2 with lr 1e30 (set
-    in the optimizer the checkpoint restores)."""
-    out = str(tmp_path / 'run')
+def killed_after_epoch_1(reference, out):
+    """A copy of the reference run as a kill in epoch 2 leaves it."""
     shutil.copytree(reference, out)
     for name in os.listdir(out):
         if name not in ('config.json', 'log.txt', 'checkpoints'):
@@ -338,6 +336,24 @@ def test_non_finite_loss_stops_and_keeps_the_checkpoints(reference,
     for name in os.listdir(checkpoints):
         if not name.startswith('epoch-0001.'):
             os.remove(os.path.join(checkpoints, name))
+    return out
+
+
+def test_resume_from_a_damaged_checkpoint(reference, tmp_path, capsys):
+    out = killed_after_epoch_1(reference, str(tmp_path / 'run'))
+    params = os.path.join(out, 'checkpoints', 'epoch-0001.params')
+    cut_in_half(params)
+    states = params.replace('.params', '.states')
+    assert fails(['train', '--out', out, '--resume'], capsys) == (
+        f'--resume: cannot load {params} and {states}')
+
+
+def test_non_finite_loss_stops_and_keeps_the_checkpoints(reference,
+                                                         tmp_path, capsys):
+    """Epoch 1 as the reference trained it, then epoch 2 with lr 1e30 (set
+    in the optimizer the checkpoint restores)."""
+    out = killed_after_epoch_1(reference, str(tmp_path / 'run'))
+    checkpoints = os.path.join(out, 'checkpoints')
     states = os.path.join(checkpoints, 'epoch-0001.states')
     with open(states, 'rb') as f:
         updater_states, optimizer = pickle.load(f)
@@ -372,6 +388,9 @@ def test_a_crash_inside_an_atomic_write_leaves_the_old_file(tmp_path):
     proc = subprocess.run([sys.executable, '-c', code])
     assert proc.returncode == 9
     assert path.read_text() == 'complete\n'
+    assert len(os.listdir(tmp_path)) == 2  # and the half-written temporary
+    remove_temporaries(str(tmp_path))  # as train --resume does
+    assert os.listdir(tmp_path) == ['log.txt']
 
 
 # Safe downloads and extraction.
