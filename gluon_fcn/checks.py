@@ -6,10 +6,11 @@ empty, an id without its image or label, an image or label that does not
 decode (corrupt or truncated), a label whose size differs from its image's,
 label values that are not classes, and no image as large as the crop.
 """
+import contextlib
 import os
 
 import numpy as onp
-from PIL import Image
+from PIL import Image, ImageFile
 from tqdm import tqdm
 
 from .data import (IGNORE_LABEL, no_image_fits, read_image, read_split,
@@ -26,15 +27,28 @@ def decode_image(path, what='image'):
     if not os.path.isfile(path):
         raise FCNError(f'{path}: no such {what} file')
     try:
-        img = Image.open(path)
-        size = img.size
-        if img.format == 'JPEG':
-            img.draft('RGB', (1, 1))
-        img.load()
+        with truncated_images_fail():
+            img = Image.open(path)
+            size = img.size
+            if img.format == 'JPEG':
+                img.draft('RGB', (1, 1))
+            img.load()
     except Exception as e:  # PIL raises many types for broken files
         raise FCNError(f'{path}: cannot decode {what} (corrupt or '
                        'truncated?)') from e
     return img, size[::-1]
+
+
+@contextlib.contextmanager
+def truncated_images_fail():
+    """PIL's default, whatever was imported: gluoncv.data sets PIL's
+    global LOAD_TRUNCATED_IMAGES, which lets truncated files load."""
+    before = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before
 
 
 def read_checked_image(path):
