@@ -73,15 +73,32 @@ def save_label_png(indices, path, palette=None):
 def read_image(path):
     """Decode an image file to an RGB (H, W, 3) uint8 `mxnet.numpy` array.
 
-    Uses MXNet's OpenCV decoder, as d2l does, so the pixels are d2l's.
+    Uses MXNet's OpenCV decoder, as d2l does, so the pixels are d2l's; it
+    reads grey, palette, RGBA (alpha dropped), CMYK and 16-bit images
+    (scaled to 8 bits). What it cannot read (GIF, WebP) goes through PIL.
     """
     if not os.path.isfile(path):
         raise FCNError(f'{path}: no such image file')
     try:
         img = image.imread(path)
-    except Exception as e:  # MXNetError from OpenCV: unreadable image
-        raise FCNError(f'{path}: cannot decode image') from e
+    except Exception:  # MXNetError from OpenCV: not a format it reads
+        return np.array(pil_rgb(path), dtype='uint8')
     return img if isinstance(img, np.ndarray) else img.as_np_ndarray()
+
+
+def pil_rgb(path):
+    """(H, W, 3) uint8 NumPy RGB of an image file PIL reads, as OpenCV
+    has it: 16-bit grey scaled to 8 bits, alpha dropped."""
+    from PIL import Image
+    try:
+        img = Image.open(path)
+        img.load()
+    except Exception as e:  # PIL raises many types for broken files
+        raise FCNError(f'{path}: cannot decode image') from e
+    if img.mode.startswith('I'):  # 'I;16', 'I': 16-bit grey
+        grey = onp.asarray(img).astype(onp.int64).clip(0, 65535) >> 8
+        return onp.repeat(grey.astype(onp.uint8)[:, :, None], 3, axis=2)
+    return onp.asarray(img.convert('RGB'))
 
 
 def read_split(voc_dir, split):
@@ -252,7 +269,7 @@ class VOCSegDataset(gluon.data.Dataset):
         self.labels = self.filter(labels)
         if not self.features:  # d2l would go on with an empty dataset
             raise FCNError(no_image_fits(voc_dir, is_train, crop_size,
-                                         features))
+                                         [f.shape[:2] for f in features]))
         # the one lookup the labels need: index remap or d2l's colour map
         if index_labels:
             self.remap = index_remap(convention)
@@ -301,14 +318,15 @@ def augment(feature, label, crop_size, flip=False, scale=None):
     return feature, label
 
 
-def no_image_fits(voc_dir, is_train, crop_size, features):
+def no_image_fits(voc_dir, is_train, crop_size, sizes):
+    """The message for a split with no image of `sizes` ((height, width)
+    each) as large as the crop."""
     split = 'train' if is_train else 'val'
-    if not features:
+    if not sizes:
         return f'{voc_dir}: the {split} split lists no images'
-    h, w = max((f.shape[:2] for f in features),
-               key=lambda s: s[0] * s[1])
-    return (f'{voc_dir}: no {split} image is at least {crop_size[0]}x'
-            f'{crop_size[1]} (the crop); the largest is {h}x{w}')
+    h, w = max(sizes, key=lambda s: s[0] * s[1])
+    return (f'{voc_dir}: no {split} image is as large as the crop '
+            f'{crop_size[0]}x{crop_size[1]} (largest: {h}x{w})')
 
 
 def get_dataloader_workers():

@@ -40,16 +40,8 @@ def download(url, path, sha1=None):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f'{path}.part'
     try:
-        with requests.get(url, stream=True, timeout=60) as r:
-            r.raise_for_status()
-            total = int(r.headers.get('content-length', 0)) or None
-            with open(tmp, 'wb') as f, tqdm(
-                    total=total, unit='B', unit_scale=True,
-                    desc=os.path.basename(path)) as bar:
-                for chunk in r.iter_content(1 << 20):
-                    f.write(chunk)
-                    bar.update(len(chunk))
-    except (requests.RequestException, OSError) as e:
+        fetch(url, tmp, os.path.basename(path))
+    except (requests.RequestException, OSError, FCNError) as e:
         _remove(tmp)
         raise FCNError(f'cannot download {url}: {e}') from e
     if sha1 is not None and file_sha1(tmp) != sha1:
@@ -60,26 +52,67 @@ def download(url, path, sha1=None):
     return path
 
 
+def fetch(url, path, desc=None):
+    """Stream `url` into `path` and fsync it; a response shorter than its
+    Content-Length (a connection cut) raises `FCNError`."""
+    import requests
+    with requests.get(url, stream=True, timeout=60) as r:
+        r.raise_for_status()
+        total = int(r.headers.get('content-length', 0)) or None
+        with open(path, 'wb') as f, tqdm(total=total, unit='B',
+                                         unit_scale=True, desc=desc) as bar:
+            for chunk in r.iter_content(1 << 20):
+                f.write(chunk)
+                bar.update(len(chunk))
+            f.flush()
+            os.fsync(f.fileno())
+        size = os.path.getsize(path)
+        if total and size != total and not r.headers.get('content-encoding'):
+            raise FCNError(f'got {size} of {total} bytes; the partial '
+                           'download was removed')
+
+
 def _remove(path):
     if os.path.exists(path):
         os.remove(path)
 
 
 def safe_extract(tar_path, dest):
-    """Extract `tar_path` into `dest`, refusing members that land outside."""
+    """Extract `tar_path` into `dest`, refusing members that land outside
+    (absolute paths, `..`, links pointing out) or are not files, folders or
+    links; where Python has them, tarfile's 'data' filter checks again as
+    each member is written."""
     root = os.path.realpath(dest)
-    with tarfile.open(tar_path) as tar:
-        members = tar.getmembers()
-        for m in members:
-            target = os.path.realpath(os.path.join(root, m.name))
-            link = (os.path.realpath(os.path.join(
-                os.path.dirname(target), m.linkname))
-                if m.issym() or m.islnk() else root)
-            if not all(p == root or p.startswith(root + os.sep)
-                       for p in (target, link)):
-                raise FCNError(f'{tar_path}: member {m.name!r} would be '
-                               'extracted outside the target folder')
-        tar.extractall(root, members)
+    try:
+        with tarfile.open(tar_path) as tar:
+            members = tar.getmembers()
+            for m in members:
+                check_member(tar_path, root, m)
+            if hasattr(tarfile, 'data_filter'):
+                tar.extractall(root, members, filter='data')
+            else:
+                tar.extractall(root, members)
+    except (tarfile.TarError, OSError) as e:  # the filter's name members
+        raise FCNError(f'{tar_path}: cannot extract ({e})') from e
+
+
+def check_member(tar_path, root, member):
+    """Raise unless `member` lands inside `root`: its path, and the target
+    of a link (a symlink's relative to its folder, a hard link's to root).
+    """
+    target = os.path.realpath(os.path.join(root, member.name))
+    paths = [target]
+    if member.issym():
+        paths.append(os.path.realpath(os.path.join(
+            os.path.dirname(target), member.linkname)))
+    elif member.islnk():
+        paths.append(os.path.realpath(os.path.join(root, member.linkname)))
+    elif not (member.isfile() or member.isdir()):
+        raise FCNError(f'{tar_path}: member {member.name!r} is not a file, '
+                       'folder or link')
+    if not all(p == root or p.startswith(root + os.sep) for p in paths):
+        raise FCNError(f'{tar_path}: member {member.name!r} would be '
+                       'extracted outside the target folder')
 
 
 def download_voc(data_dir=os.path.join('..', 'data'), url=VOC_URL,

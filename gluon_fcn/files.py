@@ -1,9 +1,12 @@
 """Atomic writes: a crash leaves the previous complete file, never half of one.
 """
 import contextlib
+import glob
 import json
 import os
 import tempfile
+
+from .errors import FCNError
 
 
 @contextlib.contextmanager
@@ -28,6 +31,13 @@ def atomic_path(path):
             os.remove(tmp)
 
 
+def remove_temporaries(folder):
+    """Delete what `atomic_path` left in `folder` when a process was killed
+    inside it (never a complete file: those were renamed)."""
+    for path in glob.glob(os.path.join(glob.escape(folder), '.*.tmp*')):
+        os.remove(path)
+
+
 def save_json(obj, path):
     """Write `obj` as indented JSON to `path` atomically."""
     with atomic_path(path) as tmp:
@@ -37,5 +47,10 @@ def save_json(obj, path):
 
 
 def load_json(path):
-    with open(path, encoding='utf-8') as f:
-        return json.load(f)
+    """The object in a JSON file; a missing or damaged one is an FCNError.
+    """
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise FCNError(f'{path}: cannot read it as JSON ({e})') from e

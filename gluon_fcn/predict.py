@@ -7,7 +7,8 @@ import mxnet as mx
 from mxnet import np
 
 from . import viz
-from .data import VOC_COLORMAP, normalize_image, read_image, save_label_png
+from .checks import read_checked_image
+from .data import VOC_COLORMAP, normalize_image, save_label_png
 from .errors import FCNError
 from .model import STRIDE
 
@@ -116,11 +117,12 @@ def predict_files(net, config, paths, out_dir, ctx=None, window=None,
     """Segment image files whole, by sliding windows (default: the run's
     crop): `out_dir/<stem>.png` (palette PNG of class indices, the image's
     size) and `<stem>_overlay.png`; print the classes found. An unreadable
-    file is reported and skipped; returns how many failed."""
+    (or truncated) file is reported and skipped; returns how many failed.
+    """
     failed = 0
     for path in paths:
         try:
-            img = read_image(path)
+            img = read_checked_image(path)
         except FCNError as e:
             print(f'gluon-fcn: error: {e}', file=sys.stderr)
             failed += 1

@@ -1,7 +1,7 @@
 """A training run as a folder: config, checkpoints, resume, final files.
 
 The run folder holds `config.json`, `log.txt` (a line per epoch),
-`checkpoints/epoch-NNNN.{params,states,json}`, `fcn.params` (final),
+`checkpoints/epoch-NNNN.{params,states,devices,json}`, `fcn.params` (final),
 `curves.png`, `predictions.png` and `metrics.json`. Every file is written
 atomically; the checkpoint's JSON is written last and marks it complete.
 """
@@ -14,11 +14,13 @@ import mxnet as mx
 from mxnet import gluon
 
 from . import viz
+from .checkpoint import load_device_copies, save_device_copies
+from .checks import check_dataset
 from .data import (VOC_CLASSES, VOCSegDataset, download_voc, read_classes,
                    read_image, read_split)
 from .errors import FCNError
 from .evaluate import evaluate_images, write_report
-from .files import atomic_path, load_json, save_json
+from .files import atomic_path, load_json, remove_temporaries, save_json
 from .model import build_fcn
 from .predict import label2image, predict_image
 from .synthetic import DEFAULT_SIZES, make_synthetic_voc
@@ -141,29 +143,39 @@ def make_loaders(config, voc_dir, index_labels=False):
     return loaders
 
 
-def prepare_run_dir(out, resume=False, overwrite=False):
-    """Refuse to overwrite a run silently; clear it with `overwrite`."""
-    if os.path.isdir(out) and os.listdir(out) and not resume:
-        if not overwrite:
-            raise FCNError(f'--out {out} already holds files: pass --resume '
-                           'to continue that run or --overwrite to replace')
-        shutil.rmtree(out)
+def check_run_dir(out, resume=False, overwrite=False):
+    """Refuse to overwrite a run silently or to resume what is not one."""
+    if os.path.isdir(out) and os.listdir(out) and not (resume or overwrite):
+        raise FCNError(f'--out {out} already holds files: pass --resume '
+                       'to continue that run or --overwrite to replace')
     if resume and not os.path.isfile(os.path.join(out, 'config.json')):
         raise FCNError(f'--resume: {out} is not a run (no config.json)')
+
+
+def prepare_run_dir(out, resume=False, overwrite=False):
+    """`check_run_dir`, then clear the run with `overwrite` and make it."""
+    check_run_dir(out, resume, overwrite)
+    if overwrite and not resume and os.path.isdir(out):
+        shutil.rmtree(out)
     os.makedirs(os.path.join(out, 'checkpoints'), exist_ok=True)
+    for folder in (out, os.path.join(out, 'checkpoints')):
+        remove_temporaries(folder)
 
 
 def checkpoint_paths(out, epoch):
     stem = os.path.join(out, 'checkpoints', f'epoch-{epoch:04d}')
-    return stem + '.params', stem + '.states', stem + '.json'
+    return tuple(stem + ext for ext in ('.params', '.states', '.devices',
+                                        '.json'))
 
 
 def save_checkpoint(out, epoch, net, trainer, history):
-    params, states, meta = checkpoint_paths(out, epoch)
+    params, states, devices, meta = checkpoint_paths(out, epoch)
     with atomic_path(params) as tmp:
         net.save_parameters(tmp)
     with atomic_path(states) as tmp:
         trainer.save_states(tmp)
+    with atomic_path(devices) as tmp:
+        save_device_copies(net, tmp)
     save_json({'epoch': epoch, 'points': history.points,
                'epochs': history.epochs}, meta)
 
@@ -175,9 +187,13 @@ def load_last_checkpoint(out, net, trainer):
     if not metas:
         return 0, History()
     meta = load_json(metas[-1])
-    params, states, _ = checkpoint_paths(out, meta['epoch'])
-    net.load_parameters(params, ctx=list_ctx(net))
-    trainer.load_states(states)
+    params, states, devices, _ = checkpoint_paths(out, meta['epoch'])
+    try:
+        net.load_parameters(params, ctx=list_ctx(net))
+        trainer.load_states(states)
+    except Exception as e:  # MXNetError, OSError: a damaged checkpoint
+        raise FCNError(f'--resume: cannot load {params} and {states}') from e
+    load_device_copies(net, devices)
     points = [tuple(p) for p in meta['points']]
     return meta['epoch'], History(points, meta['epochs'])
 
@@ -201,13 +217,16 @@ def fit(config, resume=False, overwrite=False, progress=True):
     With `resume`, continue from the run's newest complete checkpoint.
     """
     out = config.out
-    prepare_run_dir(out, resume, overwrite)
+    check_run_dir(out, resume, overwrite)
     devices = parse_devices(config.devices)
     voc_dir = resolve_data(config)
     classes, index_labels = resolve_classes(config, voc_dir)
     config = dataclasses.replace(config, classes=classes)
+    check_dataset(voc_dir, config.crop, len(classes), config.labels,
+                  index_labels, progress)
     seed_everything(config.seed)
     train_iter, test_iter = make_loaders(config, voc_dir, index_labels)
+    prepare_run_dir(out, resume, overwrite)  # only once the data is good
     net = build_fcn(len(config.classes), config.backbone, config.head,
                     config.pretrained, config.model_root)
     net.collect_params().reset_ctx(devices)
@@ -217,6 +236,8 @@ def fit(config, resume=False, overwrite=False, progress=True):
     trainer = gluon.Trainer(net.collect_params(), 'sgd',
                             {'learning_rate': config.lr, 'wd': config.wd})
     start_epoch, history = load_last_checkpoint(out, net, trainer)
+    if start_epoch:  # log.txt as of the checkpoint, whenever the kill came
+        write_epoch_files(out, config, history)
     save_json(config_dict(config), os.path.join(out, 'config.json'))
 
     def on_epoch_end(epoch, history):

@@ -7,6 +7,7 @@ live on every device (`reset_ctx`), each batch is split with
 `split_and_load`, and `gluon.Trainer` sums the gradients over devices.
 """
 import dataclasses
+import math
 import random
 import time
 
@@ -154,6 +155,7 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs,
             l, acc = train_batch(
                 net, features, labels, loss, trainer, devices, split_f)
             seconds += time.time() - tic
+            check_finite(l, epoch + 1, i + 1)
             metric += (l, acc, labels.shape[0], labels.size)
             bar.set_postfix(loss=f'{metric[0] / metric[2]:.3f}',
                             acc=f'{metric[1] / metric[3]:.3f}')
@@ -179,6 +181,15 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs,
         print(f'{examples_per_sec(history):.1f} examples/sec on '
               f'{str(devices)}')
     return history
+
+
+def check_finite(loss, epoch, batch):
+    """Stop at a NaN or infinite loss: the parameters are lost with it,
+    and the checkpoints of the finished epochs are left as they are."""
+    if not math.isfinite(loss):
+        raise FCNError(f'epoch {epoch}, batch {batch}: the loss is {loss}; '
+                       'training stopped, the checkpoints of earlier epochs '
+                       'are kept (a lower --lr may help)')
 
 
 def format_epoch(record):

@@ -1,4 +1,5 @@
 """The VOC data functions against d2l's own, on real VOC files."""
+import contextlib
 import functools
 import http.server
 import io
@@ -123,19 +124,28 @@ def make_voc_tar(voc_dir, path, extra=None):
     return path
 
 
+@contextlib.contextmanager
+def serve(root, handler=http.server.SimpleHTTPRequestHandler):
+    """Serve the folder `root` on loopback with `handler`; yield the URL.
+    """
+    handler = functools.partial(handler, directory=str(root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f'http://127.0.0.1:{server.server_port}'
+    finally:
+        server.shutdown()
+
+
 @pytest.fixture
 def http_dir(tmp_path):
     """Serve a folder on loopback; yields (folder, base URL)."""
     root = tmp_path / 'www'
     root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
-                                directory=str(root))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f'http://127.0.0.1:{server.server_port}'
-    server.shutdown()
+    with serve(root) as base:
+        yield root, base
 
 
 def test_download_voc_verifies_and_extracts(synth_voc, http_dir, tmp_path):
@@ -182,8 +192,8 @@ def test_tar_members_outside_the_folder_are_refused(synth_voc, http_dir,
 
 
 def test_no_image_as_large_as_the_crop_is_an_error(voc_mini):
-    with pytest.raises(FCNError, match='no train image is at least 640x640 '
-                       r'\(the crop\); the largest is 375x500'):
+    with pytest.raises(FCNError, match='no train image is as large as the '
+                       r'crop 640x640 \(largest: 375x500\)'):
         data.VOCSegDataset(True, (640, 640), voc_mini)
 
 
