@@ -162,23 +162,25 @@ class Label:
 
 
 class PrefixedStream:
-    """A text stream that starts every line with `label.text`."""
+    """A text stream that starts every line with `label.text`, written
+    when the line ends. A carriage return starts its line afresh, as on a
+    terminal, so a progress bar shows once, as it ends, if it is left on
+    screen."""
 
     def __init__(self, stream, label):
         self._stream, self._label, self._pending = stream, label, ''
 
     def write(self, text):
         lines = (self._pending + text).split('\n')
-        self._pending = lines.pop()
+        self._pending = lines.pop().rsplit('\r', 1)[-1]
         for line in lines:
-            self._stream.write(self._label.text + line + '\n')
+            shown = line.rsplit('\r', 1)[-1]
+            if shown or not line:
+                self._stream.write(self._label.text + shown + '\n')
         self._stream.flush()
         return len(text)
 
-    def flush(self):
-        if self._pending:
-            self._stream.write(self._label.text + self._pending)
-            self._pending = ''
+    def flush(self):  # a line goes out when it ends, never in pieces
         self._stream.flush()
 
     def __getattr__(self, name):
