@@ -244,12 +244,14 @@ def launch_command(args):
 
 
 def cmd_launch(args):
-    from .dist import launch
+    from .launch import launch
     positive('--workers', args.workers)
     positive('--servers', args.servers)
     if args.launcher == 'ssh' and not args.hosts:
         raise FCNError('launch --launcher ssh: give the machines with '
                        '--hosts FILE')
+    if args.hosts and not os.path.isfile(args.hosts):
+        raise FCNError(f'--hosts {args.hosts}: no such file')
     launch(args.workers, args.servers, launch_command(args), args.hosts,
            args.launcher)
     return 0

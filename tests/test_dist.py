@@ -5,6 +5,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import mxnet as mx
@@ -140,6 +141,8 @@ def test_killed_worker_stops_the_job(tiny_voc, tmp_path):
     argv = launch_argv(tiny_voc, str(tmp_path / 'run'), epochs=500)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    guard = threading.Timer(120, proc.kill)  # never hang the suite
+    guard.start()
     try:
         pid = None
         for line in proc.stdout:
@@ -152,6 +155,7 @@ def test_killed_worker_stops_the_job(tiny_voc, tmp_path):
         tic = time.time()
         _, err = proc.communicate(timeout=60)
     finally:
+        guard.cancel()
         proc.kill()
     print(f"stopped in {time.time() - tic:.1f} s: {err.strip()}")
     assert time.time() - tic < 30
