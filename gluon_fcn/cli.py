@@ -12,6 +12,7 @@ from .errors import FCNError
 KVSTORES = ('device', 'local', 'dist_sync', 'dist_device_sync',
             'dist_async')
 
+
 def parse_pair(text, flag):
     """'320,480' -> (320, 480), both positive."""
     try:

@@ -39,8 +39,8 @@ def mxnet_launcher():
 def role_command(args, launcher='local'):
     """What every role runs, as shell words: this Python, the CLI, `args`.
 
-    The ssh launcher wraps the command in single quotes, so there no word
-    may need quoting.
+    The ssh launcher wraps the command in single quotes, so with it no
+    word may need quoting.
     """
     words = [sys.executable, '-m', 'gluon_fcn.cli'] + list(args)
     for word in words:
@@ -195,7 +195,7 @@ def run_tracker(argv):
     """Run MXNet's launch.py (`argv[0]`) with its arguments in this process,
     then wait for the roles' last lines."""
     import runpy
-    patch_tracker('local' in argv[argv.index('--launcher') + 1:][:1])
+    patch_tracker(argv[argv.index('--launcher') + 1] == 'local')
     sys.argv = list(argv)
     runpy.run_path(argv[0], run_name='__main__')
     for thread in threading.enumerate():
