@@ -8,6 +8,11 @@ import sys
 
 from .errors import FCNError
 
+# what `train --kvstore` takes; dist_* need a job made by `launch`
+KVSTORES = ('device', 'local', 'dist_sync', 'dist_device_sync',
+            'dist_async')
+
+
 def parse_pair(text, flag):
     """'320,480' -> (320, 480), both positive."""
     try:
@@ -113,6 +118,20 @@ def add_train_args(p):
                    help='continue the run in --out from its last epoch')
     p.add_argument('--overwrite', action='store_true',
                    help='replace the run in --out')
+    p.add_argument('--kvstore', default='device', choices=KVSTORES,
+                   help="where gradients meet: 'device' (default), "
+                        "'local', or MXNet's parameter server (dist_*, "
+                        'in a job started by gluon-fcn launch)')
+
+
+def add_launch_args(p):
+    p.add_argument('--workers', type=int, required=True)
+    p.add_argument('--servers', type=int, default=1)
+    p.add_argument('--hosts', help='hosts file, one host a line (ssh)')
+    p.add_argument('--launcher', choices=('local', 'ssh'), default='local',
+                   help="'local': every role on this machine (default)")
+    p.add_argument('job', nargs=argparse.REMAINDER,
+                   help='-- train ... --kvstore dist_sync')
 
 
 def build_parser():
@@ -130,6 +149,9 @@ def build_parser():
     p.add_argument('--binary', action='store_true',
                    help='label every object 1: object / background')
     add_train_args(sub.add_parser('train', help='train an FCN'))
+    add_launch_args(sub.add_parser(
+        'launch', help="run a distributed train on MXNet's parameter "
+        'server: a scheduler, servers and workers'))
     p = sub.add_parser('predict', help='segment images with a trained run')
     p.add_argument('--run', required=True)
     p.add_argument('--out', required=True, help='folder for the masks')
@@ -212,7 +234,8 @@ def train_config(args):
         scale=parse_scale(args.scale),
         num_workers=args.workers, hybridize=not args.no_hybridize,
         data_dir=args.data_dir, synth_train=args.synth_train,
-        synth_val=args.synth_val, synth_scale=args.synth_scale)
+        synth_val=args.synth_val, synth_scale=args.synth_scale,
+        kvstore=args.kvstore)
 
 
 def cmd_synth(args):
@@ -229,8 +252,36 @@ def cmd_synth(args):
 def cmd_train(args):
     from .run import fit
     config = train_config(args)
-    fit(config, resume=args.resume, overwrite=args.overwrite)
-    print(f'run written to {config.out}')
+    metrics = fit(config, resume=args.resume, overwrite=args.overwrite)
+    if not metrics.get('rank'):
+        print(f'run written to {config.out}')
+    return 0
+
+
+def launch_command(args):
+    """The `train` arguments after `--`, checked to use a dist kvstore."""
+    command = args.job[1:] if args.job[:1] == ['--'] else args.job
+    if command[:1] != ['train']:
+        raise FCNError('launch: give the job after --, e.g. -- train '
+                       '--kvstore dist_sync ...')
+    kvstore = build_parser().parse_args(command).kvstore
+    if 'dist' not in kvstore:
+        raise FCNError(f'launch: the workers would not talk to each other '
+                       f'with --kvstore {kvstore}; pass --kvstore dist_sync')
+    return command
+
+
+def cmd_launch(args):
+    from .launch import launch
+    positive('--workers', args.workers)
+    positive('--servers', args.servers)
+    if args.launcher == 'ssh' and not args.hosts:
+        raise FCNError('launch --launcher ssh: give the machines with '
+                       '--hosts FILE')
+    if args.hosts and not os.path.isfile(args.hosts):
+        raise FCNError(f'--hosts {args.hosts}: no such file')
+    launch(args.workers, args.servers, launch_command(args), args.hosts,
+           args.launcher)
     return 0
 
 
@@ -277,7 +328,7 @@ def cmd_compare(args):
 
 COMMANDS = {'synth': cmd_synth, 'train': cmd_train,
             'predict': cmd_predict, 'evaluate': cmd_evaluate,
-            'compare': cmd_compare}
+            'compare': cmd_compare, 'launch': cmd_launch}
 
 
 def main(argv=None):

@@ -13,7 +13,7 @@ import shutil
 import mxnet as mx
 from mxnet import gluon
 
-from . import viz
+from . import dist, viz
 from .checkpoint import load_device_copies, save_device_copies
 from .checks import check_dataset
 from .data import (VOC_CLASSES, VOCSegDataset, download_voc, read_classes,
@@ -54,6 +54,7 @@ class TrainConfig:
     synth_train: int = 200
     synth_val: int = 50
     synth_scale: float = 1.0  # of the synthetic images' sizes
+    kvstore: str = 'device'      # or 'local', 'dist_sync', ... (dist.py)
 
     @classmethod
     def from_json(cls, path):
@@ -124,22 +125,26 @@ def resolve_classes(config, voc_dir):
     return classes, classes != tuple(VOC_CLASSES) or own is not None
 
 
-def make_loaders(config, voc_dir, index_labels=False):
-    """d2l's load_data_voc on `voc_dir`, with the config's settings."""
+def make_loaders(config, voc_dir, index_labels=False, kvstore='device'):
+    """d2l's load_data_voc on `voc_dir`, with the config's settings; with
+    a distributed `kvstore`, the training set is this worker's shard."""
     loaders = []
     for is_train in (True, False):
         dataset = VOCSegDataset(
             is_train, config.crop, voc_dir, config.labels, index_labels,
             flip=config.flip and is_train, scale=is_train and config.scale)
         split = 'train' if is_train else 'val'
+        sampler = (dist.shard_sampler(len(dataset), config.batch_size,
+                                      kvstore) if is_train else None)
         if len(dataset) < config.batch_size:
             raise FCNError(
                 f'{voc_dir}: the {split} split has {len(dataset)} images of '
                 f'at least {config.crop[0]}x{config.crop[1]}, fewer than '
                 f'--batch-size {config.batch_size}')
         loaders.append(gluon.data.DataLoader(
-            dataset, config.batch_size, shuffle=is_train,
-            last_batch='discard', num_workers=config.num_workers))
+            dataset, config.batch_size, shuffle=is_train and sampler is None,
+            sampler=sampler, last_batch='discard',
+            num_workers=config.num_workers))
     return loaders
 
 
@@ -215,9 +220,19 @@ def fit(config, resume=False, overwrite=False, progress=True):
     """Train an FCN as the chapter does and fill the run folder `config.out`.
 
     With `resume`, continue from the run's newest complete checkpoint.
+    With a distributed `config.kvstore`, this process is one worker: it
+    trains on its shard, rank 0 alone writes the run folder, and each
+    worker prints a checksum of its final parameters.
     """
     out = config.out
-    check_run_dir(out, resume, overwrite)
+    kvstore = dist.create_kvstore(config.kvstore)
+    rank, num_workers = dist.rank_of(kvstore)
+    progress = progress and num_workers == 1  # no bars through the job
+    if resume and num_workers > 1:
+        raise FCNError(f'--resume: not supported with --kvstore '
+                       f'{config.kvstore}')
+    if rank == 0:
+        check_run_dir(out, resume, overwrite)
     devices = parse_devices(config.devices)
     voc_dir = resolve_data(config)
     classes, index_labels = resolve_classes(config, voc_dir)
@@ -225,20 +240,24 @@ def fit(config, resume=False, overwrite=False, progress=True):
     check_dataset(voc_dir, config.crop, len(classes), config.labels,
                   index_labels, progress)
     seed_everything(config.seed)
-    train_iter, test_iter = make_loaders(config, voc_dir, index_labels)
-    prepare_run_dir(out, resume, overwrite)  # only once the data is good
+    train_iter, test_iter = make_loaders(config, voc_dir, index_labels,
+                                         kvstore)
+    if rank == 0:  # only once the data is good
+        prepare_run_dir(out, resume, overwrite)
     net = build_fcn(len(config.classes), config.backbone, config.head,
                     config.pretrained, config.model_root)
     net.collect_params().reset_ctx(devices)
     if config.hybridize:
         net.hybridize()
     loss = make_loss(config.labels)
-    trainer = gluon.Trainer(net.collect_params(), 'sgd',
-                            {'learning_rate': config.lr, 'wd': config.wd})
-    start_epoch, history = load_last_checkpoint(out, net, trainer)
+    trainer = dist.make_trainer(net.collect_params(), config.lr, config.wd,
+                                kvstore)
+    start_epoch, history = (load_last_checkpoint(out, net, trainer)
+                            if resume else (0, History()))
     if start_epoch:  # log.txt as of the checkpoint, whenever the kill came
         write_epoch_files(out, config, history)
-    save_json(config_dict(config), os.path.join(out, 'config.json'))
+    if rank == 0:
+        save_json(config_dict(config), os.path.join(out, 'config.json'))
 
     def on_epoch_end(epoch, history):
         save_checkpoint(out, epoch, net, trainer, history)
@@ -246,8 +265,14 @@ def fit(config, resume=False, overwrite=False, progress=True):
 
     history = train(net, train_iter, test_iter, loss, trainer,
                     config.epochs, devices, history=history,
-                    start_epoch=start_epoch, on_epoch_end=on_epoch_end,
-                    seed=config.seed, progress=progress)
+                    start_epoch=start_epoch,
+                    on_epoch_end=on_epoch_end if rank == 0 else None,
+                    seed=config.seed, progress=progress,
+                    num_workers=num_workers)
+    if dist.is_distributed(kvstore):
+        dist.report_params(net, kvstore)
+        if rank:
+            return dict(history.epochs[-1], rank=rank)
     with atomic_path(os.path.join(out, 'fcn.params')) as tmp:
         net.save_parameters(tmp)
     save_prediction_figure(net, voc_dir, config,

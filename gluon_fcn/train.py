@@ -125,7 +125,8 @@ def seed_everything(seed):
 
 def train(net, train_iter, test_iter, loss, trainer, num_epochs,
           devices=None, split_f=split_batch, *, history=None,
-          start_epoch=0, on_epoch_end=None, seed=None, progress=True):
+          start_epoch=0, on_epoch_end=None, seed=None, progress=True,
+          num_workers=1):
     """Train a model with multiple devices (d2l's train_ch13).
 
     Beyond d2l: a tqdm bar per epoch, a line per epoch, a `History` that is
@@ -133,7 +134,8 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs,
     `on_epoch_end(epoch, history)` after each epoch (checkpoints), and
     `seed`: when given, the generators are re-seeded with `seed + epoch` at
     the start of every epoch, so a resumed run draws what an uninterrupted
-    one would.
+    one would. With `num_workers` > 1 (distributed), each worker trains
+    in step with the others, so examples/sec is this worker's times it.
     """
     devices = devices or [mx.cpu()]
     history = history or History()
@@ -168,7 +170,8 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs,
         record = {'epoch': epoch + 1, 'loss': metric[0] / metric[2],
                   'train_acc': metric[1] / metric[3], 'test_acc': test_acc,
                   'test_miou': confusion.compute()['mean_iou'],
-                  'examples_per_sec': metric[2] / max(seconds, 1e-9),
+                  'examples_per_sec': (metric[2] * num_workers /
+                                       max(seconds, 1e-9)),
                   'train_seconds': seconds}
         history.epochs.append(record)
         tqdm.write(format_epoch(record))
@@ -178,8 +181,9 @@ def train(net, train_iter, test_iter, loss, trainer, num_epochs,
         last = history.epochs[-1]
         print(f'loss {last["loss"]:.3f}, train acc {last["train_acc"]:.3f}, '
               f'test acc {last["test_acc"]:.3f}')
+        workers = f'{num_workers} workers x ' if num_workers > 1 else ''
         print(f'{examples_per_sec(history):.1f} examples/sec on '
-              f'{str(devices)}')
+              f'{workers}{str(devices)}')
     return history
 
 
