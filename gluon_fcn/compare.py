@@ -89,6 +89,37 @@ def torch_train_batch(net, X, y, optimizer, loss_sum):
     return float(l.detach().sum()), float(correct)
 
 
+def perturbed_copy(net, num_classes, backbone, seed, dtype, scale=1e-7):
+    """The control: a Gluon FCN with `net`'s weights times (1 + `scale` x
+    standard normal noise), about one float32 rounding step."""
+    copy = build_fcn(num_classes, backbone)
+    rng = onp.random.RandomState(seed)
+    for mine, theirs in zip(copy.collect_params().values(),
+                            net.collect_params().values()):
+        value = theirs.data().asnumpy()
+        noise = 1 + scale * rng.standard_normal(value.shape)
+        mine.set_data(np.array(value * noise, dtype=value.dtype))
+    copy.cast(dtype)
+    return copy
+
+
+def gluon_stepper(net, recipe):
+    """step(X, y) -> (loss sum, correct pixels) for a Gluon FCN."""
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {
+        'learning_rate': recipe.lr, 'wd': recipe.wd})
+    loss = gluon.loss.SoftmaxCrossEntropyLoss(axis=1)
+    return lambda X, y: train_batch(net, X, y, loss, trainer, [mx.cpu()])
+
+
+def torch_stepper(net, recipe):
+    """step(X, y) for the d2l PyTorch FCN, on MXNet arrays."""
+    optimizer = torch.optim.SGD(net.parameters(), lr=recipe.lr,
+                                weight_decay=recipe.wd)
+    return lambda X, y: torch_train_batch(
+        net, tp.to_torch(X), tp.to_torch(y).long(), optimizer,
+        recipe.loss_sum)
+
+
 def compare(voc_dir, settings='textbook', steps=None, epochs=1,
             batch_size=8, crop=(320, 480), seed=0, num_classes=21,
             backbone='resnet18_v1', index_labels=False, dtype='float32',
@@ -98,8 +129,10 @@ def compare(voc_dir, settings='textbook', steps=None, epochs=1,
     Returns a dict: settings, both recipes and `steps`, a list of
     {'step', 'epoch', 'gluon_loss', 'torch_loss', 'gluon_acc',
     'torch_acc'} with the loss averaged over the batch's examples and the
-    accuracy over its pixels. `dtype` 'float64' runs both in double
-    precision, which shows how much of a gap is float32 rounding.
+    accuracy over its pixels. Under 'matched' a control runs too
+    ('control_loss', 'control_acc'): Gluon again from weights perturbed
+    by ~1e-7, which shows how far float32 rounding alone carries a run
+    from scratch. `dtype` 'float64' runs everything in double precision.
     """
     gluon_recipe, torch_recipe = recipes(settings, backbone, lr)
     seed_everything(seed)
@@ -111,13 +144,14 @@ def compare(voc_dir, settings='textbook', steps=None, epochs=1,
                        f'{crop[0]}x{crop[1]} than --batch-size {batch_size}')
     net, torch_net = initial_nets(num_classes, gluon_recipe, torch_recipe,
                                   seed)
+    runs = {}
+    if settings == 'matched':
+        runs['control'] = gluon_stepper(perturbed_copy(
+            net, num_classes, backbone, seed, dtype), gluon_recipe)
     net.cast(dtype)
     torch_net.to(getattr(torch, dtype))
-    trainer = gluon.Trainer(net.collect_params(), 'sgd', {
-        'learning_rate': gluon_recipe.lr, 'wd': gluon_recipe.wd})
-    optimizer = torch.optim.SGD(torch_net.parameters(), lr=torch_recipe.lr,
-                                weight_decay=torch_recipe.wd)
-    loss = gluon.loss.SoftmaxCrossEntropyLoss(axis=1)
+    runs.update(gluon=gluon_stepper(net, gluon_recipe),
+                torch=torch_stepper(torch_net, torch_recipe))
     records = []
     total = steps or epochs * len(train_iter)
     bar = tqdm(total=total, disable=not progress, desc=settings,
@@ -128,15 +162,12 @@ def compare(voc_dir, settings='textbook', steps=None, epochs=1,
             if len(records) == total:
                 break
             X, y = X.astype(dtype), y.astype(dtype)
-            l_g, acc_g = train_batch(net, X, y, loss, trainer, [mx.cpu()])
-            l_t, acc_t = torch_train_batch(
-                torch_net, tp.to_torch(X), tp.to_torch(y).long(), optimizer,
-                torch_recipe.loss_sum)
-            records.append({'step': len(records) + 1, 'epoch': epoch + 1,
-                            'gluon_loss': l_g / len(X),
-                            'torch_loss': l_t / len(X),
-                            'gluon_acc': acc_g / y.size,
-                            'torch_acc': acc_t / y.size})
+            record = {'step': len(records) + 1, 'epoch': epoch + 1}
+            for name, step in runs.items():
+                l, correct = step(X, y)
+                record.update({f'{name}_loss': l / len(X),
+                               f'{name}_acc': correct / y.size})
+            records.append(record)
             bar.update()
         if len(records) == total:
             break
@@ -147,14 +178,16 @@ def compare(voc_dir, settings='textbook', steps=None, epochs=1,
             'torch': dataclasses.asdict(torch_recipe), 'steps': records}
 
 
-SIDES = (('gluon', 'MXNet Gluon'), ('torch', 'PyTorch'))
+SIDES = (('gluon', 'MXNet Gluon'), ('torch', 'PyTorch'),
+         ('control', 'Gluon, weights x (1 + 1e-7 noise)'))
 
 
-def max_gap(result):
-    """The largest |Gluon - PyTorch| over the steps: (loss, accuracy)."""
+def max_gap(result, other='torch'):
+    """The largest |Gluon - other| over the steps: (loss, accuracy);
+    `other` 'torch' or (under matched) 'control'."""
     steps = result['steps']
-    return (max(abs(r['gluon_loss'] - r['torch_loss']) for r in steps),
-            max(abs(r['gluon_acc'] - r['torch_acc']) for r in steps))
+    return (max(abs(r['gluon_loss'] - r[f'{other}_loss']) for r in steps),
+            max(abs(r['gluon_acc'] - r[f'{other}_acc']) for r in steps))
 
 
 def write_comparison(result, rows, out):
@@ -164,7 +197,7 @@ def write_comparison(result, rows, out):
     save_json(result, os.path.join(out, 'compare.json'))
     steps = result['steps']
     panels = {what: {name: [r[f'{side}_{key}'] for r in steps]
-                     for side, name in SIDES}
+                     for side, name in SIDES if f'{side}_loss' in steps[0]}
               for key, what in (('loss', 'train loss'),
                                 ('acc', 'train accuracy'))}
     viz.save_panels([r['step'] for r in steps], panels, 'step',
@@ -350,15 +383,22 @@ def format_rows(rows):
 def format_steps(result):
     """A line per step: both losses and accuracies, then the largest gap.
     """
-    lines = ['step  gluon loss  torch loss  gluon acc  torch acc']
+    control = 'control_loss' in result['steps'][0]
+    lines = ['step  gluon loss  torch loss  gluon acc  torch acc' +
+             ('  control loss' if control else '')]
     for r in result['steps']:
         lines.append(f'{r["step"]:4d}  {r["gluon_loss"]:10.4f}  '
                      f'{r["torch_loss"]:10.4f}  {r["gluon_acc"]:9.4f}  '
-                     f'{r["torch_acc"]:9.4f}')
+                     f'{r["torch_acc"]:9.4f}' +
+                     (f'  {r["control_loss"]:12.4f}' if control else ''))
     loss_gap, acc_gap = max_gap(result)
-    lines.append(f'largest gap over {len(result["steps"])} steps: loss '
-                 f'{loss_gap:.2e}, accuracy {acc_gap:.2e} '
+    lines.append(f'largest gap Gluon - PyTorch over {len(result["steps"])} '
+                 f'steps: loss {loss_gap:.2e}, accuracy {acc_gap:.2e} '
                  f'({result["settings"]}, {result["dtype"]})')
+    if 'control_loss' in result['steps'][0]:
+        loss_gap, acc_gap = max_gap(result, 'control')
+        lines.append(f'largest gap Gluon - Gluon from weights x (1 + 1e-7 '
+                     f'noise): loss {loss_gap:.2e}, accuracy {acc_gap:.2e}')
     return '\n'.join(lines)
 
 

@@ -220,6 +220,9 @@ def test_compare_matched_starts_together(synth_voc, tmp_path):
                                                 rel=1e-5)
     assert first['torch_acc'] == pytest.approx(first['gluon_acc'],
                                                abs=1e-4)
+    # the control: Gluon from weights perturbed by ~1e-7 starts together
+    assert first['control_loss'] == pytest.approx(first['gluon_loss'],
+                                                  rel=1e-5)
     assert len(result['differences']) == 8
 
 
@@ -239,6 +242,7 @@ def test_compare_textbook_settings_differ(synth_voc, tmp_path):
                                    wd=1e-3, loss_sum=True, gluon_bn=False,
                                    torch_init=True)
     assert C.max_gap(result)[0] > 0.01  # two different recipes
+    assert 'control_loss' not in result['steps'][0]
 
 
 def test_compare_bad_flags(capsys):
