@@ -1,31 +1,51 @@
-"""Throughput of the chapter's FCN on this machine: a table and a JSON file.
+"""Gluon vs the d2l PyTorch port on this CPU: issue 5's benchmark table.
 
     python benchmarks/bench_fcn.py [--crop 320,480] [--batch-size 8]
+        [--repeat 5] [--quick] [--no-rss] [--out benchmarks/results]
 
-Measures, after warm-up, the median over `--repeat` timed batches of
-- a training step (forward, backward, SGD update) and a forward pass,
-  eager and hybridized (static_alloc, static_shape);
-- the data pipeline (VOCSegDataset random crops through a DataLoader).
+Rates are medians over `--repeat` timed iterations after warm-up. The
+models run in one process, interleaved (each Gluon variant, then
+PyTorch, repeated): all training steps first, then all forward passes,
+so no hybridized net switches between its training and inference graphs.
+Writes OUT.json and OUT.png; benchmarks/README.md explains the numbers.
 """
 import argparse
+import contextlib
+import datetime
+import inspect
+import io
+import itertools
 import json
 import os
 import platform
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 
+import gluon_fcn  # noqa: F401  (first: NumPy mode, a thread a core)
 import mxnet as mx
-from mxnet import autograd, gluon, np
+import numpy as onp
+from mxnet import autograd, gluon, np, npx
 
-import gluon_fcn  # noqa: F401  (NumPy mode)
-from gluon_fcn.data import VOCSegDataset
-from gluon_fcn.model import build_fcn
+from gluon_fcn import model, viz
+from gluon_fcn.data import RGB_MEAN, RGB_STD, VOCSegDataset
+from gluon_fcn.predict import predict_image
 from gluon_fcn.synthetic import make_synthetic_voc
+
+NUM_CLASSES = 21
+GFLOP_320x480 = 11.65  # one forward pass of the chapter's FCN, 320x480
+CHAPTER = {'train_images': 1114, 'test_images': 1078, 'epochs': 5}
+GOALS = {'train_ratio': 1.0, 'forward_ratio': 1.2,
+         'forward_efficiency': 0.6, 'data_over_train': 5.0}
+IMAGE_HW = (375, 500)  # the latency's image, a typical VOC size
+TORCH = 'pytorch (d2l port)'
 
 
 def time_it(fn, repeat, warmup=2):
+    """Median seconds of `repeat` calls of `fn` after `warmup` calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -36,94 +56,337 @@ def time_it(fn, repeat, warmup=2):
     return statistics.median(times)
 
 
-def model_rates(crop, batch_size, hybridize, repeat):
-    """(train img/s, forward img/s) of the chapter's 21-class FCN."""
-    net = build_fcn()
-    if hybridize:
-        net.hybridize(static_alloc=True, static_shape=True)
+def hybridized(net):
+    net.hybridize(static_alloc=True, static_shape=True)
+    return net
+
+
+def gluon_variants():
+    """[(name, builder)] of the Gluon FCNs trained here: the chapter's
+    net, hybridized with static memory and shapes."""
+    return [('gluon', lambda: hybridized(model.build_fcn(NUM_CLASSES)))]
+
+
+def gluon_bench(net, X, y):
+    """{'train': SGD step, 'forward': pass, 'predict': one whole image}."""
     loss = gluon.loss.SoftmaxCrossEntropyLoss(axis=1)
     trainer = gluon.Trainer(net.collect_params(), 'sgd',
                             {'learning_rate': 0.1, 'wd': 1e-3})
-    X = np.random.uniform(size=(batch_size, 3) + crop)
-    y = np.random.randint(0, 21, size=(batch_size,) + crop).astype('float32')
+    img = np.random.randint(0, 256, size=IMAGE_HW + (3,)).astype('uint8')
 
-    def step():
+    def train():
         with autograd.record():
             l = loss(net(X), y)
         l.backward()
-        trainer.step(batch_size)
-        l.wait_to_read()
+        trainer.step(X.shape[0])
+        npx.waitall()  # the update too, not only the loss
 
+    return {'train': train, 'forward': lambda: net(X).wait_to_read(),
+            'predict': lambda: predict_image(
+                net, img, mx.cpu()).wait_to_read()}
+
+
+def torch_bench(X, y):
+    """The same three for d2l's PyTorch FCN (resnet18 v1) on the CPU."""
+    import torch
+
+    from gluon_fcn import torch_port
+    net = torch_port.d2l_fcn(NUM_CLASSES)
+    X, y = torch_port.to_torch(X), torch_port.to_torch(y).long()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.001,
+                                weight_decay=1e-3)
+    img = torch.randint(0, 256, IMAGE_HW + (3,), dtype=torch.uint8)
+    mean, std = torch.tensor(RGB_MEAN), torch.tensor(RGB_STD)
+
+    def train():
+        net.train()
+        optimizer.zero_grad()
+        torch_port.d2l_loss(net(X), y).sum().backward()
+        optimizer.step()
+
+    @torch.no_grad()
     def forward():
-        net(X).wait_to_read()
+        net.eval()
+        net(X)
 
-    return (batch_size / time_it(step, repeat),
-            batch_size / time_it(forward, repeat))
+    @torch.no_grad()
+    def predict():  # as predict_image: normalise, pad to 32, crop back
+        net.eval()
+        (h, w), x = IMAGE_HW, ((img / 255 - mean) / std).permute(2, 0, 1)
+        x = torch.nn.functional.pad(x[None], (0, -w % 32, 0, -h % 32))
+        net(x)[0, :, :h, :w].argmax(dim=0)  # (H, W)
+
+    return {'train': train, 'forward': forward, 'predict': predict}
 
 
-def data_rate(crop, batch_size, repeat):
+FUSED = 'gluon (inference, fused)'
+
+
+def fused_bench(X):
+    """Forward and whole-image rows for the net `predict` and `evaluate`
+    use: `model.optimize_for_inference` (quadrant-split upsampling,
+    oneDNN fusion)."""
+    net = model.optimize_for_inference(model.build_fcn(NUM_CLASSES), X)
+    img = np.random.randint(0, 256, size=IMAGE_HW + (3,)).astype('uint8')
+    return {FUSED: {'forward': lambda: net(X).wait_to_read(),
+                    'predict': lambda: predict_image(
+                        net, img, mx.cpu()).wait_to_read()}}
+
+
+def measure(benches, kind, repeat, warmup):
+    """{name: median seconds} of `kind`, the models interleaved."""
+    names = [name for name in benches if kind in benches[name]]
+    for name in names:
+        for _ in range(warmup):
+            benches[name][kind]()
+    times = {name: [] for name in names}
+    for _ in range(repeat):
+        for name in names:
+            times[name].append(time_it(benches[name][kind], 1, 0))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def random_batch(crop, batch_size):
+    X = np.random.uniform(size=(batch_size, 3) + crop)  # (B, 3, H, W)
+    y = np.random.randint(0, NUM_CLASSES, size=(batch_size,) + crop)
+    return X, y.astype('float32')  # (B, H, W)
+
+
+def model_rows(crop, batch_size, repeat, warmup):
+    """{model: {'train', 'forward' (img/s), 'latency_s'}}."""
+    X, y = random_batch(crop, batch_size)
+    benches = {name: gluon_bench(build(), X, y)
+               for name, build in gluon_variants()}
+    benches[TORCH] = torch_bench(X, y)
+    benches.update(fused_bench(X))
+    rows = {name: {} for name in benches}
+    for kind in ('train', 'forward', 'predict'):
+        for name, t in measure(benches, kind, repeat, warmup).items():
+            if kind == 'predict':
+                rows[name]['latency_s'] = t
+            else:
+                rows[name][kind] = batch_size / t
+    return rows
+
+
+def matmul_gflops(repeat, n=4096):
+    """{'torch', 'mxnet'}: GFLOP/s of an n x n float32 matrix product."""
+    import torch
+    A, B = torch.rand(n, n), torch.rand(n, n)
+    a, b = np.random.uniform(size=(n, n)), np.random.uniform(size=(n, n))
+    times = {'torch': time_it(lambda: torch.mm(A, B), repeat, 1),
+             'mxnet': time_it(lambda: np.dot(a, b).wait_to_read(),
+                              repeat, 1)}
+    return {k: 2 * n ** 3 / t / 1e9 for k, t in times.items()}
+
+
+def data_rate(crop, batch_size, repeat, num_images):
     """Images per second out of a DataLoader of VOCSegDataset crops."""
-    with tempfile.TemporaryDirectory() as tmp:
-        sizes = ((375, 500),)
-        make_synthetic_voc(tmp, 64, 8, sizes=sizes, progress=False)
+    with tempfile.TemporaryDirectory() as tmp, \
+            contextlib.redirect_stdout(io.StringIO()):
+        make_synthetic_voc(tmp, num_images, 8, sizes=(IMAGE_HW,),
+                           progress=False)
         dataset = VOCSegDataset(True, crop, tmp)
-        loader = gluon.data.DataLoader(dataset, batch_size, shuffle=True,
-                                       last_batch='discard')
-        batches = iter(())
+    loader = gluon.data.DataLoader(dataset, batch_size, shuffle=True,
+                                   last_batch='discard')
+    batches = itertools.chain.from_iterable(itertools.repeat(loader))
+    return batch_size / time_it(
+        lambda: next(batches)[0].wait_to_read(), repeat)
 
-        def next_batch():
-            nonlocal batches
-            try:
-                X, _ = next(batches)
-            except StopIteration:
-                batches = iter(loader)
-                X, _ = next(batches)
-            X.wait_to_read()
 
-        return batch_size / time_it(next_batch, repeat)
+def peak_rss_kib():
+    """This process's peak RSS in KiB: VmHWM, else ru_maxrss, which in a
+    child starts at the parent's RSS at the fork (Linux)."""
+    try:
+        with open('/proc/self/status') as f:
+            return int(f.read().split('VmHWM:')[1].split()[0])
+    except (OSError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def rss_child(which, crop, batch_size):
+    """Two training steps; print the peak RSS (KiB) as JSON. The torch
+    child imports MXNet too (gluon_fcn.torch_port does); the Gluon one
+    no torch."""
+    if which == 'torch':
+        import torch  # noqa: F401  (counted in after_import)
+    after_import = peak_rss_kib()
+    X, y = random_batch(crop, batch_size)
+    net = None if which == 'torch' else gluon_variants()[0][1]()
+    step = (torch_bench(X, y) if net is None else
+            gluon_bench(net, X, y))['train']
+    step()
+    step()
+    print(json.dumps({'after_import_kib': after_import,
+                      'peak_kib': peak_rss_kib()}))
+
+
+def peak_rss_gb(which, crop, batch_size=32):
+    """{'peak_rss_gb', 'import_rss_gb'} of `rss_child` in a subprocess."""
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), '--peak-rss-child',
+         which, '--crop', ','.join(map(str, crop)),
+         '--batch-size', str(batch_size)],
+        check=True, capture_output=True, text=True).stdout
+    kib = json.loads(out.strip().splitlines()[-1])
+    return {'peak_rss_gb': kib['peak_kib'] / 2 ** 20,
+            'import_rss_gb': kib['after_import_kib'] / 2 ** 20}
+
+
+def cpuinfo():
+    """The first processor's fields in /proc/cpuinfo ({} elsewhere)."""
+    if not os.path.exists('/proc/cpuinfo'):
+        return {}
+    with open('/proc/cpuinfo') as f:
+        fields = [line.split(':', 1) for line in f if ':' in line]
+    return dict(reversed([(k.strip(), v.strip()) for k, v in fields]))
+
+
+def mxnet_threads():
+    """MXNet's OpenMP threads as src/engine/openmp.cc picks them: its
+    default on x86 is half the logical CPUs, and loading it sets that
+    for torch in this process too (they share libgomp.so.1)."""
+    for var in ('MXNET_OMP_MAX_THREADS', 'OMP_NUM_THREADS'):
+        if var in os.environ:
+            return f'{os.environ[var]} ({var})'
+    return f'{max(1, os.cpu_count() // 2)} (default)'
 
 
 def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            names = [line.split(':', 1)[1].strip() for line in f
-                     if line.startswith('model name')]
-        cpu = f'{names[0]} x {len(names)}' if names else cpu
-    except OSError:
-        pass
-    return {'cpu': cpu, 'cores': os.cpu_count(), 'mxnet': mx.__version__,
-            'python': sys.version.split()[0]}
+    """CPU, cores, AVX-512 flags, RAM, versions, threads and the date."""
+    import torch
+    info = cpuinfo()
+    flags = info.get('flags', '').split()
+    ram = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    return {'cpu': info.get('model name', platform.machine()),
+            'cores': os.cpu_count(), 'avx512f': 'avx512f' in flags,
+            'avx512_bf16': 'avx512_bf16' in flags,
+            'ram_gb': round(ram / 2 ** 30, 1),
+            'python': platform.python_version(), 'mxnet': mx.__version__,
+            'torch': torch.__version__, 'numpy': onp.__version__,
+            'torch_threads': torch.get_num_threads(),
+            'mxnet_omp_threads': mxnet_threads(),
+            'date': datetime.datetime.now().isoformat(timespec='seconds')}
+
+
+def summary(rows, matmul, data_img_s, crop):
+    """Ratios to PyTorch (forward: the fused net that predict and
+    evaluate use, and the training net as it runs test passes), forward
+    efficiency against the faster matmul, data / train, chapter time."""
+    gluon, fused = rows['gluon'], rows[FUSED]
+    gflop = GFLOP_320x480 * crop[0] * crop[1] / (320 * 480)
+    c = CHAPTER
+    seconds = (c['train_images'] * c['epochs'] / gluon['train'] +
+               c['test_images'] * c['epochs'] / gluon['forward'])
+    return {'train_ratio': gluon['train'] / rows[TORCH]['train'],
+            'forward_ratio': fused['forward'] / rows[TORCH]['forward'],
+            'forward_ratio_training_net':
+                gluon['forward'] / rows[TORCH]['forward'],
+            'forward_efficiency':
+                gflop * fused['forward'] / max(matmul.values()),
+            'data_over_train': data_img_s / gluon['train'],
+            'chapter_minutes': seconds / 60}
+
+
+def format_report(r):
+    """The table, each goal below it, and the machine, as printed."""
+    s, g, mm = r['summary'], GOALS, r['matmul_gflops']
+    crop, batch = r['settings']['crop'], r['settings']['batch_size']
+    lines = [(f'| {crop[0]}x{crop[1]}, batch {batch} | train img/s | '
+              'forward img/s | latency s | peak RSS GB, batch 32 |'),
+             '|---|---|---|---|---|']
+    for name, row in r['models'].items():
+        cells = ['-' if row.get(k) is None else format(row[k], f)
+                 for k, f in (('train', '.2f'), ('forward', '.2f'),
+                              ('latency_s', '.3f'), ('peak_rss_gb', '.2f'))]
+        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    lines.append('')
+    lines.append(f'gluon / pytorch: train {s["train_ratio"]:.2f}x '
+                 f'(goal >= {g["train_ratio"]}), forward (fused) '
+                 f'{s["forward_ratio"]:.2f}x (goal >= {g["forward_ratio"]}),'
+                 f' forward (training net) '
+                 f'{s["forward_ratio_training_net"]:.2f}x')
+    lines.append(f'matmul 4096^2 fp32: torch {mm["torch"]:.1f}, mxnet '
+                 f'{mm["mxnet"]:.1f} GFLOP/s; fused forward at '
+                 f'{s["forward_efficiency"]:.0%} of the faster '
+                 f'(goal >= {g["forward_efficiency"]:.0%})')
+    lines.append(f'data pipeline: {r["data_img_s"]:.1f} img/s = '
+                 f'{s["data_over_train"]:.1f}x gluon train '
+                 f'(goal >= {g["data_over_train"]}x)')
+    lines.append('the chapter (5 epochs of 1114 train + 1078 test images):'
+                 f' {s["chapter_minutes"]:.1f} min')
+    lines.append('machine: ' + ', '.join(
+        f'{k} {v}' for k, v in r['machine'].items()))
+    return '\n'.join(lines)
+
+
+def save_chart(result, path):
+    """Grouped bars of train and forward img/s per model."""
+    names, s = list(result['models']), result['summary']
+    fig, ax = viz.subplots(figsize=(max(5, 1.8 * len(names)), 3.2))
+    x = onp.arange(len(names))
+    for k, kind in enumerate(('train', 'forward')):
+        values = [result['models'][n].get(kind, 0) for n in names]
+        bars = ax.bar(x + (k - 0.5) * 0.4, values, 0.4, label=kind)
+        ax.bar_label(bars, fmt='%.1f', fontsize=7)
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, fontsize=8)
+    crop, batch = result['settings']['crop'], result['settings']['batch_size']
+    ax.set_ylabel(f'img/s ({crop[0]}x{crop[1]}, batch {batch})')
+    ax.legend(loc='upper left', bbox_to_anchor=(1, 1))
+    ax.set_title(f'gluon / pytorch: train {s["train_ratio"]:.2f}x, '
+                 f'forward {s["forward_ratio"]:.2f}x', fontsize=10)
+    fig.savefig(path, format='png', dpi=100, bbox_inches='tight')
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--crop', default='320,480', help='height,width')
+    p.add_argument('--batch-size', type=int, default=8)
+    p.add_argument('--repeat', type=int, default=5)
+    p.add_argument('--quick', action='store_true',
+                   help='at most 2 repeats, 1 warm-up, fewer images')
+    p.add_argument('--no-rss', action='store_true',
+                   help='skip the batch-32 peak RSS subprocesses')
+    p.add_argument('--out', default=os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), 'results'),
+        help='writes OUT.json and OUT.png')
+    p.add_argument('--peak-rss-child', choices=('gluon', 'torch'),
+                   help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.crop = tuple(int(v) for v in args.crop.split(','))
+    return args
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--crop', default='320,480')
-    p.add_argument('--batch-size', type=int, default=8)
-    p.add_argument('--repeat', type=int, default=5)
-    p.add_argument('--json', default=os.path.join(
-        os.path.dirname(__file__), 'results.json'))
-    args = p.parse_args(argv)
-    crop = tuple(int(v) for v in args.crop.split(','))
-    rows = []
-    for hybridize in (False, True):
-        train, fwd = model_rates(crop, args.batch_size, hybridize,
-                                 args.repeat)
-        mode = 'hybridized' if hybridize else 'eager'
-        rows += [(f'train step, {mode}', train), (f'forward, {mode}', fwd)]
-    rows.append(('data pipeline (1 process)',
-                 data_rate(crop, args.batch_size, args.repeat * 4)))
-    result = {'machine': machine(), 'crop': list(crop),
-              'batch_size': args.batch_size,
-              'img_per_sec': {name: round(v, 2) for name, v in rows}}
-    print(f'| {crop[0]}x{crop[1]}, batch {args.batch_size} | img/s |')
-    print('|---|---|')
-    for name, v in rows:
-        print(f'| {name} | {v:.2f} |')
-    print(f'machine: {result["machine"]}')
-    with open(args.json, 'w') as f:
+    args = parse_args(argv)
+    if args.peak_rss_child:
+        return rss_child(args.peak_rss_child, args.crop, args.batch_size)
+    repeat = min(args.repeat, 2) if args.quick else args.repeat
+    warmup = 1 if args.quick else 2
+    rss = {} if args.no_rss else {  # first, while this process is small
+        'gluon': peak_rss_gb('gluon', args.crop),
+        TORCH: peak_rss_gb('torch', args.crop)}
+    rows = model_rows(args.crop, args.batch_size, repeat, warmup)
+    for name, row in rss.items():
+        rows[name].update(row)
+    matmul = matmul_gflops(1 if args.quick else 3)
+    data_img_s = data_rate(args.crop, args.batch_size, repeat * 4,
+                           16 if args.quick else 64)
+    result = {'machine': machine(),
+              'settings': {'crop': list(args.crop),
+                           'batch_size': args.batch_size,
+                           'repeat': repeat, 'warmup': warmup,
+                           'num_classes': NUM_CLASSES},
+              'models': rows, 'matmul_gflops': matmul,
+              'data_img_s': data_img_s,
+              'summary': summary(rows, matmul, data_img_s, args.crop),
+              'goals': GOALS}
+    print(format_report(result))
+    with open(args.out + '.json', 'w') as f:
         json.dump(result, f, indent=2)
         f.write('\n')
+    save_chart(result, args.out + '.png')
 
 
 if __name__ == '__main__':

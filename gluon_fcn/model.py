@@ -18,6 +18,7 @@ from mxnet.gluon.model_zoo import model_store, vision
 
 from .errors import FCNError
 from .primer import upsampling_params
+from .upsample import use_quadrant_split
 
 BACKBONES = ('resnet18_v2', 'resnet18_v1', 'resnet34_v1', 'resnet34_v2',
              'resnet50_v1', 'resnet50_v2', 'vgg16')
@@ -122,7 +123,7 @@ def vgg_convolutionalized(features, pretrained, ctx):
     return trunk
 
 
-def upsampler(num_classes, factor, ctx):
+def make_upsampler(num_classes, factor, ctx):
     """A transposed convolution upsampling by `factor`, bilinear init."""
     kernel_size, strides, padding = upsampling_params(factor)
     up = nn.Conv2DTranspose(num_classes, kernel_size=kernel_size,
@@ -165,12 +166,12 @@ class SkipFCN(nn.HybridBlock):
             self.stage32 = seq(layers[i16:])    # (B, C32, H/32, W/32)
             self.score32 = nn.Conv2D(num_classes, kernel_size=1)
             self.score16 = nn.Conv2D(num_classes, kernel_size=1)
-            self.up32 = upsampler(num_classes, 2, ctx)
+            self.up32 = make_upsampler(num_classes, 2, ctx)
             if head == '8s':
                 self.score8 = nn.Conv2D(num_classes, kernel_size=1)
-                self.up16 = upsampler(num_classes, 2, ctx)
-            self.upsample = upsampler(num_classes, 8 if head == '8s' else 16,
-                                      ctx)
+                self.up16 = make_upsampler(num_classes, 2, ctx)
+            self.upsample = make_upsampler(
+                num_classes, 8 if head == '8s' else 16, ctx)
         self.score32.initialize(init.Xavier(), ctx=ctx)
         for name in ('score16', 'score8'):
             if hasattr(self, name):  # the paper starts skips at zero
@@ -226,14 +227,25 @@ def build_fcn(num_classes=21, backbone='resnet18_v2', head='32s',
     net = nn.HybridSequential()
     for layer in layers:
         net.add(layer)
-    kernel_size, strides, padding = upsampling_params(STRIDE)
     net.add(nn.Conv2D(num_classes, kernel_size=1),
-            nn.Conv2DTranspose(num_classes, kernel_size=kernel_size,
-                               padding=padding, strides=strides))
-    W = bilinear_kernel(num_classes, num_classes, kernel_size)
-    net[-1].initialize(init.Constant(W), ctx=ctx)
+            make_upsampler(num_classes, STRIDE, ctx))
     net[-2].initialize(init=init.Xavier(), ctx=ctx)
     _finish_deferred_init(net, ctx)
+    return net
+
+
+def optimize_for_inference(net, X, quadrants=True):
+    """Make `net` fast for forward passes on batches shaped like `X`: the
+    transposed convolutions computed through the quadrant split
+    (`gluon_fcn.upsample`, with `quadrants`), and MXNet's oneDNN subgraph
+    backend fusing convolution, BatchNorm and ReLU into one kernel, with
+    static memory and shapes. Outputs equal the plain net's to float32
+    rounding; parameters keep their names and values. For inference only:
+    BatchNorm is folded with its running statistics. Returns `net`."""
+    if quadrants:
+        use_quadrant_split(net)
+    net.optimize_for(X, backend='MKLDNN', static_alloc=True,
+                     static_shape=True)
     return net
 
 

@@ -11,7 +11,7 @@ import os
 import shutil
 
 import mxnet as mx
-from mxnet import gluon
+from mxnet import gluon, np
 
 from . import dist, viz
 from .checkpoint import load_device_copies, save_device_copies
@@ -21,7 +21,7 @@ from .data import (VOC_CLASSES, VOCSegDataset, download_voc, read_classes,
 from .errors import FCNError
 from .evaluate import evaluate_images, write_report
 from .files import atomic_path, load_json, remove_temporaries, save_json
-from .model import build_fcn
+from .model import build_fcn, optimize_for_inference
 from .predict import label2image, predict_image
 from .synthetic import DEFAULT_SIZES, make_synthetic_voc
 from .train import (History, evaluate_accuracy, examples_per_sec,
@@ -275,6 +275,9 @@ def fit(config, resume=False, overwrite=False, progress=True):
             return dict(history.epochs[-1], rank=rank)
     with atomic_path(os.path.join(out, 'fcn.params')) as tmp:
         net.save_parameters(tmp)
+    if config.hybridize:  # training is over: fuse for the final passes
+        optimize_for_inference(net, np.zeros((1, 3) + config.crop,
+                                             ctx=devices[0]))
     save_prediction_figure(net, voc_dir, config,
                            os.path.join(out, 'predictions.png'), devices[0])
     whole, _ = evaluate_images(net, voc_dir, 'val', config.classes,
@@ -358,7 +361,8 @@ def crop_accuracy(net, config, voc_dir, split, batch_size, seed, json_path,
 
 
 def load_run(run_dir, ctx=None):
-    """The trained net of a run folder and its config."""
+    """The trained net of a run folder, made fast for inference
+    (`optimize_for_inference`: train it no further), and its config."""
     config_path = os.path.join(run_dir, 'config.json')
     params = os.path.join(run_dir, 'fcn.params')
     if not os.path.isfile(config_path):
@@ -374,6 +378,6 @@ def load_run(run_dir, ctx=None):
         net.load_parameters(params, ctx=ctx)
     except Exception as e:  # MXNetError, AssertionError: not our params
         raise FCNError(f'--run {run_dir}: cannot load {params}') from e
-    net.hybridize()
+    optimize_for_inference(net, np.zeros((1, 3) + config.crop, ctx=ctx))
     return net, config
 

@@ -1,0 +1,98 @@
+"""The quadrant split of the upsamplers, inference fusion and threads."""
+import mxnet as mx
+import numpy as onp
+import pytest
+from mxnet import np
+from mxnet.gluon import nn
+
+from gluon_fcn.model import build_fcn, optimize_for_inference
+from gluon_fcn.threads import default_omp_threads, physical_cores
+from gluon_fcn.upsample import (QuadrantConv2DTranspose,
+                                is_quadrant_split, use_quadrant_split)
+
+
+def transposed_conv(channels, kernel, stride, pad, seed=0):
+    """A Conv2DTranspose with random weights and bias."""
+    layer = nn.Conv2DTranspose(channels, kernel, stride, pad,
+                               in_channels=channels)
+    layer.initialize()
+    rng = onp.random.RandomState(seed)
+    layer.weight.set_data(np.array(rng.randn(*layer.weight.shape),
+                                   dtype='float32'))
+    layer.bias.set_data(np.array(rng.randn(channels), dtype='float32'))
+    return layer
+
+
+@pytest.mark.parametrize('kernel,stride,pad', [
+    (64, 32, 16), (4, 2, 1), (16, 8, 4), (32, 16, 8), (8, 4, 0),
+    (8, 4, 4)])
+@pytest.mark.parametrize('size', [(1, 1), (3, 5), (10, 15)])
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_quadrant_split_equals_the_transposed_convolution(
+        kernel, stride, pad, size, hybridize):
+    layer = transposed_conv(3, kernel, stride, pad)
+    X = np.array(onp.random.RandomState(1).randn(2, 3, *size),
+                 dtype='float32')
+    expected = layer(X).asnumpy()
+    assert use_quadrant_split(layer) == 1
+    assert isinstance(layer, QuadrantConv2DTranspose)
+    if hybridize:
+        layer.hybridize()
+    got = layer(X).asnumpy()
+    assert got.shape == expected.shape  # (8, 4, 4) on 1x1: empty, as Gluon
+    if expected.size:
+        assert onp.abs(got - expected).max() <= \
+            1e-5 * onp.abs(expected).max()
+
+
+def test_only_kernels_twice_the_stride_are_switched():
+    net = nn.HybridSequential()
+    net.add(transposed_conv(2, 3, 1, 1), transposed_conv(2, 4, 2, 1),
+            nn.Conv2D(2, 3))
+    assert [is_quadrant_split(b) for b in net] == [False, True, False]
+    assert use_quadrant_split(net) == 1
+    assert type(net[0]) is nn.Conv2DTranspose
+
+
+@pytest.mark.parametrize('head', ['32s', '16s', '8s'])
+def test_optimized_net_equals_the_chapter_net(head, tmp_path):
+    """Same outputs (to float32 rounding) at the optimised shape and at
+    others; same parameter names and values, so checkpoints load either
+    way."""
+    mx.random.seed(0)
+    plain = build_fcn(21, head=head)
+    names = list(plain.collect_params().keys())
+    plain.save_parameters(str(tmp_path / 'fcn.params'))
+    fast = build_fcn(21, head=head)
+    fast.load_parameters(str(tmp_path / 'fcn.params'))
+    optimize_for_inference(fast, np.zeros((1, 3, 96, 128)))
+    for shape in ((1, 3, 96, 128), (2, 3, 64, 32)):
+        X = np.array(onp.random.RandomState(2).randn(*shape),
+                     dtype='float32')
+        expected = plain(X).asnumpy()
+        gap = onp.abs(fast(X).asnumpy() - expected).max()
+        assert gap <= 1e-5 * onp.abs(expected).max()
+    fast_names = [n.replace(fast.prefix, plain.prefix, 1)
+                  for n in fast.collect_params().keys()]
+    assert len(fast_names) == len(names)
+    fast.save_parameters(str(tmp_path / 'fast.params'))
+    plain.load_parameters(str(tmp_path / 'fast.params'))
+    assert onp.array_equal(plain(X).asnumpy(), expected)
+
+
+def test_physical_cores_counts_cores_not_hyperthreads(tmp_path):
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text(''.join(
+        f'processor\t: {cpu}\nphysical id\t: 0\ncore id\t\t: {cpu % 2}\n\n'
+        for cpu in range(4)))  # 4 logical CPUs, 2 cores
+    allowed = len(__import__('os').sched_getaffinity(0))
+    assert physical_cores(str(cpuinfo)) == min(2, allowed)
+    assert physical_cores(str(tmp_path / 'missing')) == allowed
+
+
+def test_default_omp_threads_leaves_the_users_setting(monkeypatch):
+    monkeypatch.setenv('OMP_NUM_THREADS', '7')
+    assert default_omp_threads() == '7'
+    monkeypatch.delenv('OMP_NUM_THREADS')
+    monkeypatch.delenv('MXNET_OMP_MAX_THREADS', raising=False)
+    assert default_omp_threads() == str(physical_cores())
