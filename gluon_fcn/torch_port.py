@@ -96,17 +96,28 @@ def make_stages(block):
 
 
 class ResNet(nn.Module):
-    """torchvision's resnet18 module tree: conv1, bn1, relu, maxpool,
-    layer1..layer4, avgpool, fc; initialised as torchvision does."""
+    """ResNet-18 with torchvision's module tree (version 1: conv1, bn1,
+    relu, maxpool, layer1..layer4, avgpool, fc), or Gluon's resnet18_v2
+    (version 2): first a BatchNorm on the input without scale and shift
+    (`bn_data`, its weight 1 and bias 0 frozen), pre-activation stages,
+    and a last BatchNorm and ReLU (`bn_final`, `relu_final`) before the
+    pooling. Convolutions are initialised as torchvision does."""
 
-    def __init__(self, num_classes=1000):
+    def __init__(self, num_classes=1000, version=1):
         super().__init__()
+        if version == 2:
+            self.bn_data = nn.BatchNorm2d(3)
+            self.bn_data.weight.requires_grad_(False)
+            self.bn_data.bias.requires_grad_(False)
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        (self.layer1, self.layer2, self.layer3,
-         self.layer4) = make_stages(BasicBlock)
+        (self.layer1, self.layer2, self.layer3, self.layer4) = make_stages(
+            BasicBlock if version == 1 else BasicBlockV2)
+        if version == 2:
+            self.bn_final = nn.BatchNorm2d(512)
+            self.relu_final = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512, num_classes)
         for m in self.modules():
@@ -120,28 +131,6 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
-class ResNetV2(ResNet):
-    """Gluon's resnet18_v2 in PyTorch: a BatchNorm on the input without
-    scale and shift (`bn_data`, its weight 1 and bias 0 frozen), the stem,
-    pre-activation stages, a last BatchNorm and ReLU, pooling and fc."""
-
-    def __init__(self, num_classes=1000):
-        nn.Module.__init__(self)
-        self.bn_data = nn.BatchNorm2d(3)
-        self.bn_data.weight.requires_grad_(False)
-        self.bn_data.bias.requires_grad_(False)
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        (self.layer1, self.layer2, self.layer3,
-         self.layer4) = make_stages(BasicBlockV2)
-        self.bn_final = nn.BatchNorm2d(512)
-        self.relu_final = nn.ReLU(inplace=True)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(512, num_classes)
-
-
 def resnet18(num_classes=1000):
     """torchvision.models.resnet18() without torchvision: same keys."""
     return ResNet(num_classes)
@@ -149,7 +138,7 @@ def resnet18(num_classes=1000):
 
 def resnet18_v2(num_classes=1000):
     """Gluon's model_zoo.vision.resnet18_v2 in PyTorch."""
-    return ResNetV2(num_classes)
+    return ResNet(num_classes, version=2)
 
 
 TORCH_BACKBONES = {'resnet18_v1': resnet18, 'resnet18_v2': resnet18_v2}

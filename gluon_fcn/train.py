@@ -58,6 +58,27 @@ def evaluate_accuracy(net, data_iter, split_f=split_batch):
     return evaluate(net, data_iter, split_f)[0]
 
 
+def log_softmax_channels_last(pred):
+    """(B, C, H, W) logits -> (B, H, W, C) log-probabilities. MXNet's
+    log_softmax over axis 1 of NCHW strides through memory: transposing
+    first and reducing the last axis is 1.7x faster, forward and backward
+    (benchmarks/), with the same values to float32 rounding."""
+    return npx.log_softmax(np.transpose(pred, (0, 2, 3, 1)), axis=-1)
+
+
+class PixelSoftmaxCELoss(gluon.loss.Loss):
+    """Gluon's SoftmaxCrossEntropyLoss(axis=1), the chapter's loss, for
+    (B, C, H, W) logits and (B, H, W) labels: per example, the mean over
+    the pixels of -log p(label); computed channels-last (faster)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(None, 0, **kwargs)
+
+    def forward(self, pred, label):
+        nll = -npx.pick(log_softmax_channels_last(pred), label, axis=-1)
+        return nll.reshape(nll.shape[0], -1).mean(axis=1)
+
+
 class IgnoreLabelLoss(gluon.loss.Loss):
     """Softmax cross-entropy over axis 1 that skips pixels labelled
     `ignore_label`: per example, the mean over the other pixels (the 'voc'
@@ -71,17 +92,18 @@ class IgnoreLabelLoss(gluon.loss.Loss):
     def forward(self, pred, label):
         valid = (label != self._ignore).astype(pred.dtype)  # (B, H, W)
         safe = label * valid  # ignored pixels pick class 0, then count 0
-        nll = -npx.pick(npx.log_softmax(pred, axis=1), safe, axis=1)
+        nll = -npx.pick(log_softmax_channels_last(pred), safe, axis=-1)
         total = (nll * valid).reshape(nll.shape[0], -1).sum(axis=1)
         count = valid.reshape(valid.shape[0], -1).sum(axis=1)
         return total / np.maximum(count, 1)
 
 
 def make_loss(labels='d2l'):
-    """The chapter's loss, or one that ignores VOC's void 255 ('voc')."""
+    """The chapter's loss (computed channels-last), or one that ignores
+    VOC's void 255 ('voc')."""
     if labels == 'voc':
         return IgnoreLabelLoss()
-    return gluon.loss.SoftmaxCrossEntropyLoss(axis=1)
+    return PixelSoftmaxCELoss()
 
 
 def train_batch(net, features, labels, loss, trainer, devices,

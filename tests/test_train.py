@@ -2,7 +2,7 @@
 import mxnet as mx
 import numpy as onp
 import pytest
-from mxnet import gluon, np
+from mxnet import autograd, gluon, np
 
 from gluon_fcn.data import VOCSegDataset
 from gluon_fcn.model import build_fcn
@@ -184,7 +184,29 @@ def test_ignore_label_loss():
     onp.testing.assert_allclose(IgnoreLabelLoss()(pred, y_void).asnumpy(),
                                 expected.asnumpy(), rtol=1e-6)
     assert isinstance(make_loss('voc'), IgnoreLabelLoss)
-    assert isinstance(make_loss('d2l'), gluon.loss.SoftmaxCrossEntropyLoss)
+
+
+def test_pixel_loss_is_the_chapter_loss_values_and_gradients():
+    """make_loss('d2l') computes Gluon's SoftmaxCrossEntropyLoss(axis=1)
+    channels-last: the same values and gradients to float32 rounding."""
+    from gluon_fcn.train import PixelSoftmaxCELoss, make_loss
+    assert isinstance(make_loss('d2l'), PixelSoftmaxCELoss)
+    rng = onp.random.default_rng(1)
+    y = np.array(rng.integers(0, 5, (3, 7, 9)), dtype='float32')
+    logits = rng.normal(size=(3, 5, 7, 9))
+    results = []
+    for loss in (gluon.loss.SoftmaxCrossEntropyLoss(axis=1),
+                 make_loss('d2l')):
+        pred = np.array(logits, dtype='float32')
+        pred.attach_grad()
+        with autograd.record():
+            l = loss(pred, y)
+        l.backward()
+        results.append((l.asnumpy(), pred.grad.asnumpy()))
+    (l1, g1), (l2, g2) = results
+    assert l2.shape == (3,)
+    onp.testing.assert_allclose(l2, l1, rtol=1e-6)
+    onp.testing.assert_allclose(g2, g1, rtol=1e-5, atol=1e-8)
 
 
 def test_empty_loader_is_a_clear_error(synth_voc):
