@@ -12,7 +12,6 @@ Writes OUT.json and OUT.png; benchmarks/README.md explains the numbers.
 import argparse
 import contextlib
 import datetime
-import inspect
 import io
 import itertools
 import json

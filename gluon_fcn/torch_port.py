@@ -31,7 +31,7 @@ from .errors import FCNError
 SUFFIXES = {'weight': 'weight', 'bias': 'bias', 'gamma': 'weight',
             'beta': 'bias', 'running_mean': 'running_mean',
             'running_var': 'running_var'}
-STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))  # ResNet-18 (channels, stride)
+STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))  # (channels, stride)
 
 
 def conv3x3(in_planes, out_planes, stride=1):

@@ -16,6 +16,7 @@ from gluon_fcn.train import seed_everything, train_batch
 torch = pytest.importorskip('torch')
 tp = pytest.importorskip('gluon_fcn.torch_port')
 C = pytest.importorskip('gluon_fcn.compare')
+D = pytest.importorskip('gluon_fcn.differences')
 
 BN = ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked')
 
@@ -125,7 +126,7 @@ def test_load_refuses_a_foreign_state_dict():
 
 def test_gluon_batchnorm_matches_mxnet_running_statistics():
     X = onp.random.RandomState(0).randn(2, 3, 4, 5).astype('float32')
-    mean_gap, ratio = C.batchnorm_update(np.array(X))
+    mean_gap, ratio = D.batchnorm_update(np.array(X))
     assert mean_gap < 1e-6
     assert ratio == pytest.approx(40 / 39, rel=1e-4)  # n/(n-1), n=40
     bn = tp.use_gluon_batchnorm(torch.nn.Sequential(
@@ -186,7 +187,7 @@ def test_one_sgd_step_float32_losses_agree(synth_voc):
 
 def test_differences_are_measured(synth_voc):
     rows = {r['aspect']: r['measured'] for r in
-            C.differences(synth_voc, batch_size=4)}
+            D.differences(synth_voc, batch_size=4)}
     assert set(rows) == {
         'backbone', 'loss reduction', 'learning rate',
         'weight decay placement', 'BatchNorm momentum',
