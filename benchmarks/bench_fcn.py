@@ -3,10 +3,10 @@
     python benchmarks/bench_fcn.py [--crop 320,480] [--batch-size 8]
         [--repeat 5] [--quick] [--no-rss] [--out benchmarks/results]
 
-Rates are medians over `--repeat` timed iterations after warm-up. The
-models run in one process, interleaved (each Gluon variant, then
-PyTorch, repeated): all training steps first, then all forward passes,
-so no hybridized net switches between its training and inference graphs.
+Rates are medians over `--repeat` timed iterations after warm-up. Each
+model runs alone in a subprocess, the three alternating over two rounds
+in one run of this script (in one process, the idle OpenMP threads of
+one framework spin while the other works and slow it down).
 Writes OUT.json and OUT.png; benchmarks/README.md explains the numbers.
 """
 import argparse
@@ -136,17 +136,28 @@ def fused_bench(X):
                         net, img, mx.cpu()).wait_to_read()}}
 
 
-def measure(benches, kind, repeat, warmup):
-    """{name: median seconds} of `kind`, the models interleaved."""
-    names = [name for name in benches if kind in benches[name]]
-    for name in names:
-        for _ in range(warmup):
-            benches[name][kind]()
-    times = {name: [] for name in names}
-    for _ in range(repeat):
-        for name in names:
-            times[name].append(time_it(benches[name][kind], 1, 0))
-    return {name: statistics.median(t) for name, t in times.items()}
+def model_child(name, crop, batch_size, repeat, warmup):
+    """Time one model alone in this process and print {kind: seconds}
+    as JSON: 'train', 'forward', 'predict' (whichever it has)."""
+    X, y = random_batch(crop, batch_size)
+    if name == TORCH:
+        bench = torch_bench(X, y)
+    elif name == FUSED:
+        bench = fused_bench(X)[FUSED]
+    else:
+        bench = gluon_bench(gluon_variants()[0][1](), X, y)
+    print(json.dumps({kind: time_it(fn, repeat, warmup)
+                      for kind, fn in bench.items()}))
+
+
+def run_child(name, crop, batch_size, repeat, warmup):
+    """`model_child` in a subprocess: {kind: seconds}."""
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), '--model-child', name,
+         '--crop', ','.join(map(str, crop)), '--batch-size',
+         str(batch_size), '--repeat', str(repeat), '--warmup', str(warmup)],
+        check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def random_batch(crop, batch_size):
@@ -155,20 +166,24 @@ def random_batch(crop, batch_size):
     return X, y.astype('float32')  # (B, H, W)
 
 
-def model_rows(crop, batch_size, repeat, warmup):
-    """{model: {'train', 'forward' (img/s), 'latency_s'}}."""
-    X, y = random_batch(crop, batch_size)
-    benches = {name: gluon_bench(build(), X, y)
-               for name, build in gluon_variants()}
-    benches[TORCH] = torch_bench(X, y)
-    benches.update(fused_bench(X))
-    rows = {name: {} for name in benches}
-    for kind in ('train', 'forward', 'predict'):
-        for name, t in measure(benches, kind, repeat, warmup).items():
-            if kind == 'predict':
-                rows[name]['latency_s'] = t
-            else:
-                rows[name][kind] = batch_size / t
+def model_rows(crop, batch_size, repeat, warmup, rounds=2):
+    """{model: {'train', 'forward' (img/s), 'latency_s'}}. Each model runs
+    alone in a subprocess (two frameworks' idle OpenMP teams in one
+    process spin and slow each other), alternating over `rounds`; the
+    median of all timed iterations is kept."""
+    names = ['gluon', TORCH, FUSED]
+    times = {name: {} for name in names}
+    for _ in range(rounds):
+        for name in names:
+            for kind, t in run_child(name, crop, batch_size, repeat,
+                                     warmup).items():
+                times[name].setdefault(kind, []).append(t)
+    rows = {}
+    for name, kinds in times.items():
+        rows[name] = {('latency_s' if kind == 'predict' else kind):
+                      (statistics.median(t) if kind == 'predict' else
+                       batch_size / statistics.median(t))
+                      for kind, t in kinds.items()}
     return rows
 
 
@@ -356,6 +371,8 @@ def parse_args(argv):
         help='writes OUT.json and OUT.png')
     p.add_argument('--peak-rss-child', choices=('gluon', 'torch'),
                    help=argparse.SUPPRESS)
+    p.add_argument('--model-child', help=argparse.SUPPRESS)
+    p.add_argument('--warmup', type=int, default=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.crop = tuple(int(v) for v in args.crop.split(','))
     return args
@@ -365,6 +382,9 @@ def main(argv=None):
     args = parse_args(argv)
     if args.peak_rss_child:
         return rss_child(args.peak_rss_child, args.crop, args.batch_size)
+    if args.model_child:
+        return model_child(args.model_child, args.crop, args.batch_size,
+                           args.repeat, args.warmup)
     repeat = min(args.repeat, 2) if args.quick else args.repeat
     warmup = 1 if args.quick else 2
     rss = {} if args.no_rss else {  # first, while this process is small
