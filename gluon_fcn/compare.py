@@ -221,7 +221,7 @@ def format_steps(result):
     lines.append(f'largest gap Gluon - PyTorch over {len(result["steps"])} '
                  f'steps: loss {loss_gap:.2e}, accuracy {acc_gap:.2e} '
                  f'({result["settings"]}, {result["dtype"]})')
-    if 'control_loss' in result['steps'][0]:
+    if control:
         loss_gap, acc_gap = max_gap(result, 'control')
         lines.append(f'largest gap Gluon - Gluon from weights x (1 + 1e-7 '
                      f'noise): loss {loss_gap:.2e}, accuracy {acc_gap:.2e}')

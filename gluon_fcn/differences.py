@@ -11,25 +11,20 @@ import torch
 from mxnet import autograd, gluon, np
 
 from . import torch_port as tp
-from .compare import initial_nets, recipes
+from .compare import gluon_stepper, initial_nets, recipes, torch_stepper
 from .data import RGB_MEAN, RGB_STD, VOCSegDataset, normalize_image
 from .model import build_fcn
 from .train import seed_everything
 
 
 def gluon_grad_and_update(net, X, y, recipe, name):
-    """The gradient Trainer.step applies to `name` and the update it makes,
-    for one batch (as numpy)."""
+    """One Gluon training step on (X, y): the gradient it applied to
+    parameter `name` (d2l's key), as Trainer.step rescales it, and the
+    change it made (as numpy)."""
     param = dict(zip(param_names(net), net.collect_params().values()))[name]
-    trainer = gluon.Trainer(net.collect_params(), 'sgd', {
-        'learning_rate': recipe.lr, 'wd': recipe.wd})
-    loss = gluon.loss.SoftmaxCrossEntropyLoss(axis=1)
     before = param.data().asnumpy()
-    with autograd.record():
-        l = loss(net(X), y)
-    l.backward()
+    gluon_stepper(net, recipe)(X, y)
     grad = param.grad().asnumpy() / len(X)  # Trainer's rescale_grad
-    trainer.step(len(X))
     return grad, param.data().asnumpy() - before
 
 
@@ -39,17 +34,11 @@ def param_names(net):
 
 
 def torch_grad_and_update(net, X, y, recipe, name):
-    optimizer = torch.optim.SGD(net.parameters(), lr=recipe.lr,
-                                weight_decay=recipe.wd)
+    """The same for the d2l PyTorch FCN (X, y as MXNet arrays)."""
     param = dict(net.named_parameters())[name]
     before = param.detach().clone()
-    net.train()
-    optimizer.zero_grad()
-    l = tp.d2l_loss(net(X), y)
-    (l.sum() if recipe.loss_sum else l.mean()).backward()
-    grad = param.grad.detach().clone()
-    optimizer.step()
-    return grad.numpy(), (param.detach() - before).numpy()
+    torch_stepper(net, recipe)(X, y)
+    return param.grad.numpy(), (param.detach() - before).numpy()
 
 
 def decay_per_step(recipe, batch_size):
@@ -141,8 +130,8 @@ def differences(voc_dir, batch_size=4, crop=(64, 96), seed=0,
         f'{counts[0]:,} vs {counts[1]:,} values; different functions')
     name = 'final_conv.weight'
     g_grad, g_step = gluon_grad_and_update(net, X, y, textbook[0], name)
-    t_grad, t_step = torch_grad_and_update(
-        torch_net, tp.to_torch(X), tp.to_torch(y).long(), textbook[1], name)
+    t_grad, t_step = torch_grad_and_update(torch_net, X, y, textbook[1],
+                                           name)
     row('loss reduction', 'mean over pixels, trainer.step(batch_size): '
         'gradient of the batch mean', 'mean over pixels, l.sum() over the '
         'batch: gradient of the batch sum',
