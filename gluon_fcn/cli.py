@@ -108,6 +108,9 @@ def add_train_args(p):
     p.add_argument('--workers', type=int, default=0,
                    help='data loader processes (default 0)')
     p.add_argument('--no-hybridize', action='store_true')
+    p.add_argument('--chapter-layers', action='store_true',
+                   help="the chapter's Conv2DTranspose upsampler instead "
+                        'of the quadrant split (same values, slower)')
     p.add_argument('--data-dir', default='data',
                    help="where 'synthetic' and 'voc2012' are kept")
     p.add_argument('--synth-train', type=int, default=200)
@@ -233,7 +236,8 @@ def train_config(args):
         classes=parse_classes(args.classes), flip=args.flip,
         scale=parse_scale(args.scale),
         num_workers=args.workers, hybridize=not args.no_hybridize,
-        data_dir=args.data_dir, synth_train=args.synth_train,
+        chapter_layers=args.chapter_layers, data_dir=args.data_dir,
+        synth_train=args.synth_train,
         synth_val=args.synth_val, synth_scale=args.synth_scale,
         kvstore=args.kvstore)
 

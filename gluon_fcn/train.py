@@ -16,6 +16,7 @@ import numpy as onp
 from mxnet import autograd, gluon, np, npx
 from tqdm import tqdm
 
+from . import native
 from .data import IGNORE_LABEL
 from .errors import FCNError
 from .metrics import ConfusionMatrix
@@ -66,41 +67,57 @@ def log_softmax_channels_last(pred):
     return npx.log_softmax(np.transpose(pred, (0, 2, 3, 1)), axis=-1)
 
 
+def pixel_nll(pred, label, ignore_label=None):
+    """Per example, the mean over its pixels (those not labelled
+    `ignore_label`) of -log softmax(pred)[label], with MXNet's operators:
+    (B, C, H, W), (B, H, W) -> (B,)."""
+    logp = log_softmax_channels_last(pred)  # (B, H, W, C)
+    if ignore_label is None:
+        nll = -npx.pick(logp, label, axis=-1)
+        return nll.reshape(nll.shape[0], -1).mean(axis=1)
+    valid = (label != ignore_label).astype(pred.dtype)  # (B, H, W)
+    safe = label * valid  # ignored pixels pick class 0, then count 0
+    nll = -npx.pick(logp, safe, axis=-1) * valid
+    count = valid.reshape(valid.shape[0], -1).sum(axis=1)
+    return nll.reshape(nll.shape[0], -1).sum(axis=1) / np.maximum(count, 1)
+
+
+def fused_pixel_nll(pred, label, ignore_label=None):
+    """`pixel_nll` as one native operator (`gluon_fcn.native`): the
+    softmax over the channels is read in place, and the backward pass
+    writes softmax - onehot directly. 11x faster forward and backward
+    (benchmarks/); float32 on the CPU."""
+    loss, _ = mx.nd.fcn_pixel_ce(
+        pred.as_nd_ndarray(), label.astype('float32').as_nd_ndarray(),
+        ignore_label=-1 if ignore_label is None else ignore_label)
+    return loss.as_np_ndarray()
+
+
 class PixelSoftmaxCELoss(gluon.loss.Loss):
     """Gluon's SoftmaxCrossEntropyLoss(axis=1), the chapter's loss, for
     (B, C, H, W) logits and (B, H, W) labels: per example, the mean over
-    the pixels of -log p(label); computed channels-last (faster)."""
+    the pixels of -log p(label). With `ignore_label`, pixels so labelled
+    are left out of the mean (the 'voc' convention). Computed by the
+    native operator where it can run, else channels-last."""
 
-    def __init__(self, **kwargs):
-        super().__init__(None, 0, **kwargs)
-
-    def forward(self, pred, label):
-        nll = -npx.pick(log_softmax_channels_last(pred), label, axis=-1)
-        return nll.reshape(nll.shape[0], -1).mean(axis=1)
-
-
-class IgnoreLabelLoss(gluon.loss.Loss):
-    """Softmax cross-entropy over axis 1 that skips pixels labelled
-    `ignore_label`: per example, the mean over the other pixels (the 'voc'
-    convention; with no ignored pixel it is Gluon's SoftmaxCrossEntropyLoss
-    (axis=1))."""
-
-    def __init__(self, ignore_label=IGNORE_LABEL, **kwargs):
+    def __init__(self, ignore_label=None, **kwargs):
         super().__init__(None, 0, **kwargs)
         self._ignore = ignore_label
 
     def forward(self, pred, label):
-        valid = (label != self._ignore).astype(pred.dtype)  # (B, H, W)
-        safe = label * valid  # ignored pixels pick class 0, then count 0
-        nll = -npx.pick(log_softmax_channels_last(pred), safe, axis=-1)
-        total = (nll * valid).reshape(nll.shape[0], -1).sum(axis=1)
-        count = valid.reshape(valid.shape[0], -1).sum(axis=1)
-        return total / np.maximum(count, 1)
+        nll = fused_pixel_nll if native.usable(pred) else pixel_nll
+        return nll(pred, label, self._ignore)
+
+
+class IgnoreLabelLoss(PixelSoftmaxCELoss):
+    """`PixelSoftmaxCELoss` skipping VOC's void label 255 by default."""
+
+    def __init__(self, ignore_label=IGNORE_LABEL, **kwargs):
+        super().__init__(ignore_label, **kwargs)
 
 
 def make_loss(labels='d2l'):
-    """The chapter's loss (computed channels-last), or one that ignores
-    VOC's void 255 ('voc')."""
+    """The chapter's loss, or one that ignores VOC's void 255 ('voc')."""
     if labels == 'voc':
         return IgnoreLabelLoss()
     return PixelSoftmaxCELoss()
