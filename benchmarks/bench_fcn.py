@@ -33,7 +33,8 @@ from gluon_fcn import model, viz
 from gluon_fcn.data import RGB_MEAN, RGB_STD, VOCSegDataset
 from gluon_fcn.predict import predict_image
 from gluon_fcn.synthetic import make_synthetic_voc
-from gluon_fcn.train import make_loss
+from gluon_fcn.train import make_loss, pixel_nll
+from gluon_fcn.upsample import use_quadrant_split
 
 NUM_CLASSES = 21
 GFLOP_320x480 = 11.65  # one forward pass of the chapter's FCN, 320x480
@@ -56,18 +57,25 @@ def time_it(fn, repeat, warmup=2):
     return statistics.median(times)
 
 
-def gluon_net():
-    """The chapter's net as `gluon-fcn train` runs it: hybridized, memory
-    not static (static allocation trains about 5% faster but its batch-32
-    step peaks at 6.1 GB instead of 5.5)."""
+CHAPTER_ROW = 'gluon (chapter layers)'
+
+
+def gluon_net(name='gluon'):
+    """(net, loss) as `gluon-fcn train` runs them: `build_fcn`'s quadrant
+    split, the fused loss, static memory. CHAPTER_ROW: the literal
+    chapter layers and the loss through MXNet's operators, hybridized as
+    before issue 5."""
+    if name == CHAPTER_ROW:
+        net = model.build_fcn(NUM_CLASSES, chapter_layers=True)
+        net.hybridize()
+        return net, pixel_nll
     net = model.build_fcn(NUM_CLASSES)
-    net.hybridize()
-    return net
+    net.hybridize(static_alloc=True)
+    return net, make_loss('d2l')
 
 
-def gluon_bench(net, X, y):
+def gluon_bench(net, loss, X, y):
     """{'train': SGD step, 'forward': pass, 'predict': one whole image}."""
-    loss = make_loss('d2l')  # as gluon-fcn train: the chapter's loss
     trainer = gluon.Trainer(net.collect_params(), 'sgd',
                             {'learning_rate': 0.1, 'wd': 1e-3})
     img = np.random.randint(0, 256, size=IMAGE_HW + (3,)).astype('uint8')
@@ -140,7 +148,7 @@ def model_child(name, crop, batch_size, repeat, warmup):
     elif name == FUSED:
         bench = fused_bench(X)[FUSED]
     else:
-        bench = gluon_bench(gluon_net(), X, y)
+        bench = gluon_bench(*gluon_net(name), X, y)
     print(json.dumps({kind: time_it(fn, repeat, warmup)
                       for kind, fn in bench.items()}))
 
@@ -166,7 +174,7 @@ def model_rows(crop, batch_size, repeat, warmup, rounds=2):
     alone in a subprocess (two frameworks' idle OpenMP teams in one
     process spin and slow each other), alternating over `rounds`; the
     median of all timed iterations is kept."""
-    names = ['gluon', TORCH, FUSED]
+    names = ['gluon', TORCH, FUSED, CHAPTER_ROW]
     times = {name: {} for name in names}
     for _ in range(rounds):
         for name in names:
@@ -180,6 +188,42 @@ def model_rows(crop, batch_size, repeat, warmup, rounds=2):
                        batch_size / statistics.median(t))
                       for kind, t in kinds.items()}
     return rows
+
+
+def backward_ms(fn, x, repeat):
+    """Milliseconds of fn(x) forward and backward (median)."""
+    x = x.copy()
+    x.attach_grad()
+
+    def step():
+        with autograd.record():
+            out = fn(x)
+        out.backward()
+        npx.waitall()
+    return 1e3 * time_it(step, repeat)
+
+
+def component_rows(crop, batch_size, repeat):
+    """{component: {'chapter_ms', 'gluon_fcn_ms'}}, forward + backward:
+    the 32x upsampler (Conv2DTranspose against the quadrant split, same
+    weights) and the loss (MXNet operators against the fused one)."""
+    plain = model.make_upsampler(NUM_CLASSES, 32, mx.cpu())
+    fast = model.make_upsampler(NUM_CLASSES, 32, mx.cpu())
+    use_quadrant_split(fast)
+    score = np.random.normal(  # (B, 21, H/32, W/32)
+        size=(batch_size, NUM_CLASSES, crop[0] // 32, crop[1] // 32))
+    X, y = random_batch(crop, batch_size)
+    logits = np.random.normal(size=(batch_size, NUM_CLASSES) + crop)
+    loss = make_loss('d2l')
+    shape = 'x'.join(map(str, score.shape))
+    return {f'upsampler 64/32, input {shape}': {
+                'chapter_ms': backward_ms(plain, score, repeat),
+                'gluon_fcn_ms': backward_ms(fast, score, repeat)},
+            f'loss, logits {"x".join(map(str, logits.shape))}': {
+                'chapter_ms': backward_ms(
+                    lambda z: pixel_nll(z, y), logits, repeat),
+                'gluon_fcn_ms': backward_ms(
+                    lambda z: loss(z, y), logits, repeat)}}
 
 
 def matmul_gflops(repeat, n=4096):
@@ -221,13 +265,12 @@ def rss_child(which, crop, batch_size):
     """Two training steps; print the peak RSS (KiB) as JSON. The torch
     child imports MXNet too (gluon_fcn.torch_port does); the Gluon one
     no torch."""
-    if which == 'torch':
+    if which == TORCH:
         import torch  # noqa: F401  (counted in after_import)
     after_import = peak_rss_kib()
     X, y = random_batch(crop, batch_size)
-    net = None if which == 'torch' else gluon_net()
-    step = (torch_bench(X, y) if net is None else
-            gluon_bench(net, X, y))['train']
+    step = (torch_bench(X, y) if which == TORCH else
+            gluon_bench(*gluon_net(which), X, y))['train']
     step()
     step()
     print(json.dumps({'after_import_kib': after_import,
@@ -313,6 +356,12 @@ def format_report(r):
                  for k, f in (('train', '.2f'), ('forward', '.2f'),
                               ('latency_s', '.3f'), ('peak_rss_gb', '.2f'))]
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    lines += ['', '| forward + backward | chapter ms | gluon-fcn ms | '
+              'speed-up |', '|---|---|---|---|']
+    for name, c in r['components'].items():
+        lines.append(f'| {name} | {c["chapter_ms"]:.1f} | '
+                     f'{c["gluon_fcn_ms"]:.1f} | '
+                     f'{c["chapter_ms"] / c["gluon_fcn_ms"]:.1f}x |')
     lines.append('')
     lines.append(f'gluon / pytorch: train {s["train_ratio"]:.2f}x '
                  f'(goal >= {g["train_ratio"]}), forward (fused) '
@@ -364,8 +413,7 @@ def parse_args(argv):
     p.add_argument('--out', default=os.path.join(
         os.path.dirname(os.path.abspath(__file__)), 'results'),
         help='writes OUT.json and OUT.png')
-    p.add_argument('--peak-rss-child', choices=('gluon', 'torch'),
-                   help=argparse.SUPPRESS)
+    p.add_argument('--peak-rss-child', help=argparse.SUPPRESS)
     p.add_argument('--model-child', help=argparse.SUPPRESS)
     p.add_argument('--warmup', type=int, default=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -383,11 +431,12 @@ def main(argv=None):
     repeat = min(args.repeat, 2) if args.quick else args.repeat
     warmup = 1 if args.quick else 2
     rss = {} if args.no_rss else {  # first, while this process is small
-        'gluon': peak_rss_gb('gluon', args.crop),
-        TORCH: peak_rss_gb('torch', args.crop)}
+        name: peak_rss_gb(name, args.crop)
+        for name in ('gluon', CHAPTER_ROW, TORCH)}
     rows = model_rows(args.crop, args.batch_size, repeat, warmup)
     for name, row in rss.items():
         rows[name].update(row)
+    components = component_rows(args.crop, args.batch_size, repeat)
     matmul = matmul_gflops(1 if args.quick else 3)
     data_img_s = data_rate(args.crop, args.batch_size, repeat * 4,
                            16 if args.quick else 64)
@@ -396,7 +445,8 @@ def main(argv=None):
                            'batch_size': args.batch_size,
                            'repeat': repeat, 'warmup': warmup,
                            'num_classes': NUM_CLASSES},
-              'models': rows, 'matmul_gflops': matmul,
+              'models': rows, 'components': components,
+              'matmul_gflops': matmul,
               'data_img_s': data_img_s,
               'summary': summary(rows, matmul, data_img_s, args.crop),
               'goals': GOALS}

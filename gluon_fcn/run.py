@@ -281,7 +281,8 @@ def fit(config, resume=False, overwrite=False, progress=True):
         net.save_parameters(tmp)
     if config.hybridize:  # training is over: fuse for the final passes
         optimize_for_inference(net, np.zeros((1, 3) + config.crop,
-                                             ctx=devices[0]))
+                                             ctx=devices[0]),
+                               quadrants=not config.chapter_layers)
     save_prediction_figure(net, voc_dir, config,
                            os.path.join(out, 'predictions.png'), devices[0])
     whole, _ = evaluate_images(net, voc_dir, 'val', config.classes,
@@ -382,6 +383,7 @@ def load_run(run_dir, ctx=None):
         net.load_parameters(params, ctx=ctx)
     except Exception as e:  # MXNetError, AssertionError: not our params
         raise FCNError(f'--run {run_dir}: cannot load {params}') from e
-    optimize_for_inference(net, np.zeros((1, 3) + config.crop, ctx=ctx))
+    optimize_for_inference(net, np.zeros((1, 3) + config.crop, ctx=ctx),
+                           quadrants=not config.chapter_layers)
     return net, config
 

@@ -20,6 +20,7 @@ checkpoints load either way. MXNet's oneDNN deconvolution cannot itself
 run the split in training: it fails ('could not execute a primitive', or a
 crash) when back-propagating into any weight computed from a parameter.
 """
+import numpy as onp
 from mxnet.gluon import nn
 
 from . import native
@@ -27,12 +28,14 @@ from . import native
 
 def is_quadrant_split(block):
     """Whether `block` is a transposed convolution this module computes:
-    square kernel of twice the stride, 0 <= padding <= stride, a bias."""
+    square kernel of twice the stride, 0 <= padding < stride (padding =
+    stride empties a 1x1 input, which MXNet's external operators cannot
+    pass), a bias."""
     if not isinstance(block, nn.Conv2DTranspose):
         return False
     kw = block._kwargs
     (k, k2), (s, s2), (p, p2) = kw['kernel'], kw['stride'], kw['pad']
-    return (k == k2 == 2 * s and s == s2 and p == p2 and 0 <= p <= s and
+    return (k == k2 == 2 * s and s == s2 and p == p2 and 0 <= p < s and
             kw['dilate'] == (1, 1) and kw['num_group'] == 1 and
             not kw['no_bias'] and kw.get('adj', (0, 0)) == (0, 0) and
             kw['layout'] == 'NCHW' and block.weight.shape[0] > 0)
@@ -45,7 +48,7 @@ class QuadrantConv2DTranspose(nn.Conv2DTranspose):
     place with `use_quadrant_split`."""
 
     def hybrid_forward(self, F, x, weight, bias):
-        if self.weight.dtype != 'float32':
+        if onp.dtype(self.weight.dtype) != onp.float32:
             return super().hybrid_forward(F, x, weight, bias)
         s, p = self._kwargs['stride'][0], self._kwargs['pad'][0]
         c_in, c_out = self.weight.shape[:2]

@@ -25,6 +25,9 @@ def run(synth_voc, tmp_path_factory):
 
 
 def test_train_writes_the_run_folder(run):
+    from gluon_fcn.run import load_run
+    from gluon_fcn.upsample import QuadrantConv2DTranspose
+    assert isinstance(load_run(run)[0][-1], QuadrantConv2DTranspose)
     names = set(os.listdir(run))
     assert {'config.json', 'log.txt', 'fcn.params', 'curves.png',
             'predictions.png', 'metrics.json', 'checkpoints'} <= names
@@ -218,16 +221,20 @@ def test_synth_command_writes_a_voc_folder(tmp_path, capsys):
     assert '--train must be positive' in capsys.readouterr().err
 
 
-def test_head_and_backbone_are_recorded_and_rebuilt(synth_voc, tmp_path):
+def test_head_backbone_and_layers_are_recorded_and_rebuilt(synth_voc,
+                                                         tmp_path):
     out = str(tmp_path / 'r8s')
     assert main(['train', '--data', synth_voc, '--out', out, '--epochs', '1',
-                 '--head', '8s', '--backbone', 'resnet18_v1'] + SMALL) == 0
+                 '--head', '8s', '--backbone', 'resnet18_v1',
+                 '--chapter-layers'] + SMALL) == 0
     config = json.load(open(os.path.join(out, 'config.json')))
     assert (config['head'], config['backbone']) == ('8s', 'resnet18_v1')
+    assert config['chapter_layers'] is True
     from gluon_fcn.model import SkipFCN
     from gluon_fcn.run import load_run
     net, _ = load_run(out)
     assert isinstance(net, SkipFCN) and net.head == '8s'
+    assert type(net.upsample) is gluon.nn.Conv2DTranspose  # the chapter's
     image = os.path.join(synth_voc, 'JPEGImages',
                          read_split(synth_voc, 'val')[0] + '.jpg')
     assert main(['predict', '--run', out, '--out', str(tmp_path / 'p'),

@@ -2,7 +2,7 @@
 import mxnet as mx
 import numpy as onp
 import pytest
-from mxnet import np
+from mxnet import autograd, np
 from mxnet.gluon import nn
 
 from gluon_fcn.model import build_fcn, optimize_for_inference
@@ -23,33 +23,46 @@ def transposed_conv(channels, kernel, stride, pad, seed=0):
     return layer
 
 
+def forward_backward(layer, X, seed=2):
+    """Output and the gradients of x, weight and bias for a random head
+    gradient."""
+    X = X.copy()
+    X.attach_grad()
+    with autograd.record():
+        out = layer(X)
+    head = onp.random.RandomState(seed).randn(*out.shape)
+    out.backward(np.array(head, dtype='float32'))
+    return [a.asnumpy() for a in (out, X.grad, layer.weight.grad(),
+                                  layer.bias.grad())]
+
+
 @pytest.mark.parametrize('kernel,stride,pad', [
     (64, 32, 16), (4, 2, 1), (16, 8, 4), (32, 16, 8), (8, 4, 0),
-    (8, 4, 4)])
+    (8, 4, 3)])
 @pytest.mark.parametrize('size', [(1, 1), (3, 5), (10, 15)])
 @pytest.mark.parametrize('hybridize', [False, True])
 def test_quadrant_split_equals_the_transposed_convolution(
         kernel, stride, pad, size, hybridize):
+    """Outputs and gradients (input, weight, bias) to float32 rounding."""
     layer = transposed_conv(3, kernel, stride, pad)
     X = np.array(onp.random.RandomState(1).randn(2, 3, *size),
                  dtype='float32')
-    expected = layer(X).asnumpy()
+    expected = forward_backward(layer, X)
     assert use_quadrant_split(layer) == 1
     assert isinstance(layer, QuadrantConv2DTranspose)
     if hybridize:
         layer.hybridize()
-    got = layer(X).asnumpy()
-    assert got.shape == expected.shape  # (8, 4, 4) on 1x1: empty, as Gluon
-    if expected.size:
-        assert onp.abs(got - expected).max() <= \
-            1e-5 * onp.abs(expected).max()
+    got = forward_backward(layer, X)
+    for name, g, e in zip(('output', 'x', 'weight', 'bias'), got, expected):
+        assert g.shape == e.shape, name
+        assert onp.abs(g - e).max() <= 1e-5 * onp.abs(e).max(), name
 
 
 def test_only_kernels_twice_the_stride_are_switched():
     net = nn.HybridSequential()
     net.add(transposed_conv(2, 3, 1, 1), transposed_conv(2, 4, 2, 1),
-            nn.Conv2D(2, 3))
-    assert [is_quadrant_split(b) for b in net] == [False, True, False]
+            nn.Conv2D(2, 3), transposed_conv(2, 8, 4, 4))
+    assert [is_quadrant_split(b) for b in net] == [False, True, False, False]
     assert use_quadrant_split(net) == 1
     assert type(net[0]) is nn.Conv2DTranspose
 

@@ -1,0 +1,150 @@
+"""The native operators (gluon_fcn/csrc) and the fast model they make,
+against MXNet's own operators and the chapter's layers (issue 5)."""
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as onp
+import pytest
+from mxnet import autograd, gluon, np
+
+from gluon_fcn import native
+from gluon_fcn.model import build_fcn
+from gluon_fcn.train import (PixelSoftmaxCELoss, fused_pixel_nll, make_loss,
+                             pixel_nll)
+from gluon_fcn.upsample import QuadrantConv2DTranspose
+
+pytestmark = pytest.mark.skipif(not native.load(),
+                                reason='native operators not built here')
+
+
+def loss_and_grad(nll, logits, label, head, ignore_label=None):
+    pred = np.array(logits, dtype='float32')
+    pred.attach_grad()
+    with autograd.record():
+        l = nll(pred, label, ignore_label)
+    l.backward(np.array(head, dtype='float32'))
+    return l.asnumpy(), pred.grad.asnumpy()
+
+
+@pytest.mark.parametrize('ignore_label', [None, 255])
+def test_fused_loss_equals_mxnet_operators(ignore_label):
+    """Values and gradients, for any head gradient (not only ones), with
+    labels outside [0, C) clipped as `pick` does and void pixels left out
+    of each example's mean."""
+    rng = onp.random.default_rng(0)
+    logits = rng.normal(size=(3, 5, 17, 23)) * 4
+    y = rng.integers(0, 5, (3, 17, 23)).astype('float32')
+    y[0, 0, :3] = (-2, 7, 5)  # clipped to 0, 4, 4
+    if ignore_label is not None:
+        y[1, :4] = ignore_label
+        y[2] = ignore_label  # no valid pixel: loss 0, gradient 0
+    label, head = np.array(y), rng.normal(size=3)
+    (l1, g1), (l2, g2) = [loss_and_grad(f, logits, label, head,
+                                        ignore_label)
+                          for f in (pixel_nll, fused_pixel_nll)]
+    onp.testing.assert_allclose(l2, l1, rtol=1e-6, atol=1e-7)
+    assert onp.abs(g2 - g1).max() <= 1e-5 * onp.abs(g1).max()
+    if ignore_label is not None:
+        assert l2[2] == 0 and not g2[2].any()
+        assert not g2[1][:, :4].any()
+
+
+def test_fused_loss_is_nan_where_the_logits_are():
+    """A NaN logit makes its example's loss NaN, so training stops with
+    'the loss is nan' instead of going on."""
+    logits = onp.zeros((2, 3, 4, 4), dtype='float32')
+    logits[1, 2, 3, 3] = onp.nan
+    l = fused_pixel_nll(np.array(logits), np.zeros((2, 4, 4)))
+    assert onp.isfinite(l[0].item()) and onp.isnan(l[1].item())
+
+
+def test_the_loss_uses_the_native_operator_only_where_it_can_run():
+    loss = make_loss('d2l')
+    assert isinstance(loss, PixelSoftmaxCELoss)
+    assert native.usable(np.zeros((1, 2, 3, 3)))
+    assert not native.usable(np.zeros((1, 2, 3, 3), dtype='float64'))
+    logits = np.array(onp.random.default_rng(1).normal(size=(2, 3, 4, 5)),
+                      dtype='float64')
+    y = np.ones((2, 4, 5))
+    onp.testing.assert_allclose(loss(logits, y).asnumpy(),
+                                pixel_nll(logits, y).asnumpy())
+
+
+def one_step_gradients(net, X, y):
+    loss = make_loss('d2l')
+    with autograd.record():
+        out = net(X)
+        l = loss(out, y)
+    l.backward()
+    return out.asnumpy(), {name.split('_', 1)[1]: p.grad().asnumpy()
+                         for name, p in net.collect_params().items()
+                         if p.grad_req != 'null'}
+
+
+@pytest.mark.parametrize('head', ['32s', '8s'])
+def test_build_fcn_is_the_chapter_model_values_and_gradients(head,
+                                                             tmp_path):
+    """`build_fcn`'s default (quadrant split) and `chapter_layers=True`
+    hold the same parameters and give the same outputs and gradients of
+    every parameter, the backbone's too (upsamplers random here, not
+    only bilinear)."""
+    mx.random.seed(0)
+    fast = build_fcn(21, head=head)
+    chapter = build_fcn(21, head=head, chapter_layers=True)
+    assert not any(isinstance(b, QuadrantConv2DTranspose)
+                   for b in chapter._children.values())
+    rng = onp.random.default_rng(2)
+    ups = ([fast.up32, fast.up16, fast.upsample] if head == '8s' else
+           [fast[-1]])
+    assert all(isinstance(up, QuadrantConv2DTranspose) for up in ups)
+    for up in ups:  # not only bilinear
+        up.weight.set_data(np.array(rng.normal(size=up.weight.shape) / 100,
+                                    dtype='float32'))
+    fast.save_parameters(str(tmp_path / 'fcn.params'))
+    chapter.load_parameters(str(tmp_path / 'fcn.params'))
+    X = np.array(rng.normal(size=(2, 3, 64, 96)), dtype='float32')
+    y = np.array(rng.integers(0, 21, (2, 64, 96)), dtype='float32')
+    (o1, g1), (o2, g2) = [one_step_gradients(net, X, y)
+                          for net in (chapter, fast)]
+    assert onp.abs(o2 - o1).max() <= 1e-5 * onp.abs(o1).max()
+    assert g1.keys() == g2.keys()
+    for name in g1:  # rounding, amplified by BatchNorm: 5e-5 measured
+        scale = onp.abs(g1[name]).max()
+        assert onp.abs(g2[name] - g1[name]).max() <= 2e-4 * scale, name
+
+
+def test_without_native_operators_build_fcn_keeps_the_chapter_layers(
+        monkeypatch):
+    monkeypatch.setattr(native, '_loaded', False)
+    net = build_fcn(3)
+    assert type(net[-1]) is gluon.nn.Conv2DTranspose
+    assert not native.usable(np.zeros((1, 3, 2, 2)))
+
+
+def python(code, **env):
+    return subprocess.run([sys.executable, '-c', code], text=True,
+                          capture_output=True, env={**os.environ, **env})
+
+
+def test_operators_build_into_an_empty_cache(tmp_path):
+    """What a fresh machine does on first use: compile, cache, load."""
+    proc = python('from gluon_fcn import native; print(native.load(), '
+                  'native.library_path())', GLUON_FCN_CACHE=str(tmp_path))
+    loaded, path = proc.stdout.split()
+    assert loaded == 'True', proc.stderr
+    assert os.path.dirname(path) == str(tmp_path) and os.path.isfile(path)
+    assert [f for f in os.listdir(tmp_path)] == [os.path.basename(path)]
+
+
+def test_no_compiler_is_one_warning_and_the_chapter_layers(tmp_path):
+    proc = python('import gluon_fcn.model as m; from gluon_fcn import '
+                  'native; net = m.build_fcn(3); '
+                  'print(native.load(), type(net[-1]).__name__)',
+                  GLUON_FCN_CACHE=str(tmp_path), CXX='no-such-c++')
+    assert proc.stdout.split() == ['False', 'Conv2DTranspose']
+    warnings = [line for line in proc.stderr.splitlines()
+                if 'native operators unavailable' in line]
+    assert len(warnings) == 1 and 'no C++ compiler' in warnings[0]
+    assert not os.listdir(tmp_path)  # nothing half-written
