@@ -9,6 +9,8 @@ setup(
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['gluon_fcn', 'gluon_fcn.*']),
+    # the native operators' source, compiled on first use (native.py)
+    package_data={'gluon_fcn': ['csrc/*.cc']},
     python_requires='>=3.8',
     install_requires=[
         'gluoncv==0.10.5',
