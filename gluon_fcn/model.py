@@ -249,9 +249,10 @@ def optimize_for_inference(net, X, quadrants=True):
     transposed convolutions computed through the quadrant split (with
     `quadrants`; `build_fcn` does it by default), and MXNet's oneDNN
     subgraph backend fusing convolution, BatchNorm and ReLU into one
-    kernel, with static memory and shapes. Outputs equal the plain net's to float32
-    rounding; parameters keep their names and values. For inference only:
-    BatchNorm is folded with its running statistics. Returns `net`."""
+    kernel, with static memory and shapes. Outputs equal the plain net's
+    to float32 rounding; parameters keep their names and values. For
+    inference only: BatchNorm is folded with its running statistics.
+    Returns `net`."""
     if quadrants:
         use_quadrant_split(net)
     net.optimize_for(X, backend='MKLDNN', static_alloc=True,
