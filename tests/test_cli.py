@@ -25,9 +25,11 @@ def run(synth_voc, tmp_path_factory):
 
 
 def test_train_writes_the_run_folder(run):
+    from gluon_fcn import native
     from gluon_fcn.run import load_run
     from gluon_fcn.upsample import QuadrantConv2DTranspose
-    assert isinstance(load_run(run)[0][-1], QuadrantConv2DTranspose)
+    if native.load():  # the fast upsampler by default
+        assert isinstance(load_run(run)[0][-1], QuadrantConv2DTranspose)
     names = set(os.listdir(run))
     assert {'config.json', 'log.txt', 'fcn.params', 'curves.png',
             'predictions.png', 'metrics.json', 'checkpoints'} <= names
