@@ -88,20 +88,23 @@ struct Pixels {  // the (B, C, HW) view of the logits, cut into chunks
 
 }  // namespace
 
-MXReturnValue ceParse(const Attrs& attrs, int* num_in, int* num_out) {
-  *num_in = 2;
-  *num_out = 2;
+// Both operators: `kIn` inputs, `kOut` outputs, all float32.
+template <int kIn, int kOut>
+MXReturnValue counts(const Attrs& attrs, int* num_in, int* num_out) {
+  *num_in = kIn;
+  *num_out = kOut;
   return MX_SUCCESS;
 }
 
-MXReturnValue ceType(const Attrs& attrs, std::vector<int>* in,
-                     std::vector<int>* out) {
-  if (in->at(0) != mxnet::ext::kFloat32 ||
-      in->at(1) != mxnet::ext::kFloat32) {
-    MX_ERROR_MSG << "fcn_pixel_ce: logits and labels must be float32";
-    return MX_FAIL;
+MXReturnValue float32Only(const Attrs& attrs, std::vector<int>* in,
+                          std::vector<int>* out) {
+  for (int t : *in) {
+    if (t != mxnet::ext::kFloat32) {
+      MX_ERROR_MSG << "gluon-fcn's native operators take float32 only";
+      return MX_FAIL;
+    }
   }
-  out->at(0) = out->at(1) = mxnet::ext::kFloat32;
+  std::fill(out->begin(), out->end(), mxnet::ext::kFloat32);
   return MX_SUCCESS;
 }
 
@@ -207,8 +210,8 @@ MXReturnValue ceBackward(const Attrs& attrs, std::vector<MXTensor>* inputs,
 }
 
 REGISTER_OP(fcn_pixel_ce)
-.setParseAttrs(ceParse)
-.setInferType(ceType)
+.setParseAttrs(counts<2, 2>)
+.setInferType(float32Only)
 .setInferShape(ceShape)
 .setForward(ceForward, "cpu")
 .setBackward(ceBackward, "cpu");
@@ -233,22 +236,6 @@ struct Blocks {  // z (B, H1, W1, C*s*s) -> y (B, C, Ho, Wo)
 };
 
 }  // namespace
-
-MXReturnValue b2iParse(const Attrs& attrs, int* num_in, int* num_out) {
-  *num_in = 1;
-  *num_out = 1;
-  return MX_SUCCESS;
-}
-
-MXReturnValue b2iType(const Attrs& attrs, std::vector<int>* in,
-                      std::vector<int>* out) {
-  if (in->at(0) != mxnet::ext::kFloat32) {
-    MX_ERROR_MSG << "fcn_blocks_to_image: float32 only";
-    return MX_FAIL;
-  }
-  out->at(0) = mxnet::ext::kFloat32;
-  return MX_SUCCESS;
-}
 
 MXReturnValue b2iShape(const Attrs& attrs, Shapes* in, Shapes* out) {
   const auto& z = in->at(0);
@@ -314,8 +301,8 @@ MXReturnValue b2iBackward(const Attrs& attrs, std::vector<MXTensor>* inputs,
 }
 
 REGISTER_OP(fcn_blocks_to_image)
-.setParseAttrs(b2iParse)
-.setInferType(b2iType)
+.setParseAttrs(counts<1, 1>)
+.setInferType(float32Only)
 .setInferShape(b2iShape)
 .setForward(b2iForward, "cpu")
 .setBackward(b2iBackward, "cpu");
