@@ -4,7 +4,7 @@
         [--repeat 5] [--quick] [--no-rss] [--out benchmarks/results]
 
 Rates are medians over `--repeat` timed iterations after warm-up. Each
-model runs alone in a subprocess, the three alternating over two rounds
+model runs alone in a subprocess, the four alternating over two rounds
 in one run of this script (in one process, the idle OpenMP threads of
 one framework spin while the other works and slow it down).
 Writes OUT.json and OUT.png; benchmarks/README.md explains the numbers.
@@ -74,11 +74,18 @@ def gluon_net(name='gluon'):
     return net, make_loss('d2l')
 
 
+def forward_bench(net, X):
+    """{'forward': pass, 'predict': one whole image} of a Gluon net."""
+    img = np.random.randint(0, 256, size=IMAGE_HW + (3,)).astype('uint8')
+    return {'forward': lambda: net(X).wait_to_read(),
+            'predict': lambda: predict_image(
+                net, img, mx.cpu()).wait_to_read()}
+
+
 def gluon_bench(net, loss, X, y):
-    """{'train': SGD step, 'forward': pass, 'predict': one whole image}."""
+    """{'train': SGD step} and `forward_bench`."""
     trainer = gluon.Trainer(net.collect_params(), 'sgd',
                             {'learning_rate': 0.1, 'wd': 1e-3})
-    img = np.random.randint(0, 256, size=IMAGE_HW + (3,)).astype('uint8')
 
     def train():
         with autograd.record():
@@ -87,9 +94,7 @@ def gluon_bench(net, loss, X, y):
         trainer.step(X.shape[0])
         npx.waitall()  # the update too, not only the loss
 
-    return {'train': train, 'forward': lambda: net(X).wait_to_read(),
-            'predict': lambda: predict_image(
-                net, img, mx.cpu()).wait_to_read()}
+    return {'train': train, **forward_bench(net, X)}
 
 
 def torch_bench(X, y):
@@ -129,14 +134,11 @@ FUSED = 'gluon (inference, fused)'
 
 
 def fused_bench(X):
-    """Forward and whole-image rows for the net `predict` and `evaluate`
-    use: `model.optimize_for_inference` (quadrant-split upsampling,
-    oneDNN fusion)."""
-    net = model.optimize_for_inference(model.build_fcn(NUM_CLASSES), X)
-    img = np.random.randint(0, 256, size=IMAGE_HW + (3,)).astype('uint8')
-    return {FUSED: {'forward': lambda: net(X).wait_to_read(),
-                    'predict': lambda: predict_image(
-                        net, img, mx.cpu()).wait_to_read()}}
+    """`forward_bench` of the net `predict` and `evaluate` use:
+    `model.optimize_for_inference` (quadrant-split upsampling, oneDNN
+    fusion)."""
+    return forward_bench(
+        model.optimize_for_inference(model.build_fcn(NUM_CLASSES), X), X)
 
 
 def model_child(name, crop, batch_size, repeat, warmup):
@@ -146,7 +148,7 @@ def model_child(name, crop, batch_size, repeat, warmup):
     if name == TORCH:
         bench = torch_bench(X, y)
     elif name == FUSED:
-        bench = fused_bench(X)[FUSED]
+        bench = fused_bench(X)
     else:
         bench = gluon_bench(*gluon_net(name), X, y)
     print(json.dumps({kind: time_it(fn, repeat, warmup)

@@ -9,9 +9,10 @@ and loaded into MXNet through its external-operator API (`lib_api.h`,
 
 The library is built once per machine, MXNet version and source, with the
 C++ compiler `$CXX` (default g++), into `$GLUON_FCN_CACHE` (default
-~/.cache/gluon_fcn). Where that fails (no compiler, not Linux), or with
-`GLUON_FCN_NATIVE=0`, `load` returns False once with a warning and
-gluon-fcn computes the same things with MXNet's own operators, slower.
+~/.cache/gluon_fcn). Where that fails (no compiler, not Linux), `load`
+warns once and returns False, as it does silently with
+`GLUON_FCN_NATIVE=0`; gluon-fcn then computes the same things with
+MXNet's own operators, slower.
 """
 import hashlib
 import os
@@ -112,8 +113,7 @@ def _try_load():
         return False
 
 
-def usable(*arrays):
-    """Whether the operators can compute on these arrays: loaded, on the
+def usable(x):
+    """Whether the operators can compute on array `x`: loaded, on the
     CPU, float32."""
-    return all(a.ctx.device_type == 'cpu' and a.dtype == onp.float32
-               for a in arrays) and load()
+    return x.ctx.device_type == 'cpu' and x.dtype == onp.float32 and load()

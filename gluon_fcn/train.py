@@ -88,7 +88,8 @@ def fused_pixel_nll(pred, label, ignore_label=None):
     writes softmax - onehot directly. 11x faster forward and backward
     (benchmarks/); float32 on the CPU."""
     loss, _ = mx.nd.fcn_pixel_ce(
-        pred.as_nd_ndarray(), label.astype('float32').as_nd_ndarray(),
+        pred.as_nd_ndarray(),
+        label.astype('float32', copy=False).as_nd_ndarray(),
         ignore_label=-1 if ignore_label is None else ignore_label)
     return loss.as_np_ndarray()
 
