@@ -29,7 +29,7 @@ setup(
         # torch pulls the CUDA build (gigabytes); 2.13.0 has a CPU wheel
         'compare': ['torch==2.13.0'],
     },
-    entry_points={'console_scripts': ['gluon-fcn=gluon_fcn.cli:main']},
+    entry_points={'console_scripts': ['gluon-fcn=gluon_fcn.app.cli:main']},
     classifiers=['Programming Language :: Python :: 3',
                  'License :: OSI Approved :: Apache Software License'],
     license='Apache-2.0',

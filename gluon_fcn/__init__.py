@@ -1,17 +1,35 @@
 """gluon-fcn: Fully Convolutional Networks in MXNet Gluon, as in d2l.
 
-Like d2l 1.0, the package uses MXNet's NumPy interface: importing it turns
-NumPy mode on (``npx.set_np()``), which the chapter's code does first too.
-Imported before MXNet, it also gives MXNet one OpenMP thread per physical
-core (`threads.default_omp_threads`; MXNet's own default is half the
-logical CPUs), unless OMP_NUM_THREADS is set.
+The package is layered (README, "Layout"): the book in both MXNet editions
+(`gluon_fcn.d2l`, the 2nd edition; `gluon_fcn.v1`, d2lzh), then `core`,
+`fast`, `compare`, `dist` and `app`. Importing it changes no MXNet mode:
+the 2nd edition's readers call `npx.set_np()` themselves, as the book's
+first cell does, and every function works in the mode of its caller.
+
+Imported before MXNet, it gives MXNet one OpenMP thread per physical core
+(`threads.default_omp_threads`; MXNet's own default is half the logical
+CPUs), unless OMP_NUM_THREADS is set.
 """
 from .threads import default_omp_threads
 
 default_omp_threads()
 
-from mxnet import npx  # noqa: E402  (after the thread count is set)
+__version__ = '0.2.0'
 
-npx.set_np()
+# the package's face, imported on first use so that `import gluon_fcn`
+# (and `from gluon_fcn import v1`) loads no more than it needs
+_FACE = {'build_fcn': 'core.model', 'load_run': 'app.runs',
+         'optimize_for_inference': 'fast.inference',
+         'accelerate': 'fast.inference', 'FCNError': 'errors'}
 
-__version__ = '0.1.0'
+
+def __getattr__(name):
+    if name in _FACE:
+        import importlib
+        module = importlib.import_module(f'.{_FACE[name]}', __name__)
+        return getattr(module, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_FACE))

@@ -10,8 +10,9 @@ from mxnet import gluon
 import pytest
 from PIL import Image
 
-from gluon_fcn.cli import main
-from gluon_fcn.data import read_split, voc_palette
+from gluon_fcn.app.cli import main
+from gluon_fcn.core.dataset import read_split
+from gluon_fcn.core.labels import voc_palette
 
 SMALL = ['--crop', '96,128', '--batch-size', '4', '--seed', '0']
 
@@ -25,9 +26,9 @@ def run(synth_voc, tmp_path_factory):
 
 
 def test_train_writes_the_run_folder(run):
-    from gluon_fcn import native
-    from gluon_fcn.run import load_run
-    from gluon_fcn.upsample import QuadrantConv2DTranspose
+    from gluon_fcn.fast import native
+    from gluon_fcn.app.runs import load_run
+    from gluon_fcn.fast.upsample import QuadrantConv2DTranspose
     if native.load():  # the fast upsampler by default
         assert isinstance(load_run(run)[0][-1], QuadrantConv2DTranspose)
     names = set(os.listdir(run))
@@ -160,8 +161,9 @@ def test_resume_ends_where_an_uninterrupted_run_ends(run, synth_voc,
     # each device's BatchNorm statistics are checkpointed, so even on two
     # devices the resumed run is bit-identical
     assert figures(out) == figures(run)
-    a = mx.nd.load(os.path.join(out, 'fcn.params'))
-    b = mx.nd.load(os.path.join(run, 'fcn.params'))
+    from gluon_fcn.core.checkpoint import load_legacy
+    a = load_legacy(os.path.join(out, 'fcn.params'))
+    b = load_legacy(os.path.join(run, 'fcn.params'))
     assert a.keys() == b.keys()
     for k in a:
         onp.testing.assert_array_equal(a[k].asnumpy(), b[k].asnumpy(),
@@ -232,8 +234,8 @@ def test_head_backbone_and_layers_are_recorded_and_rebuilt(synth_voc,
     config = json.load(open(os.path.join(out, 'config.json')))
     assert (config['head'], config['backbone']) == ('8s', 'resnet18_v1')
     assert config['chapter_layers'] is True
-    from gluon_fcn.model import SkipFCN
-    from gluon_fcn.run import load_run
+    from gluon_fcn.core.model import SkipFCN
+    from gluon_fcn.app.runs import load_run
     net, _ = load_run(out)
     assert isinstance(net, SkipFCN) and net.head == '8s'
     assert type(net.upsample) is gluon.nn.Conv2DTranspose  # the chapter's
@@ -288,8 +290,8 @@ def test_single_channel_index_masks_and_classes_flag(synth_voc, tmp_path):
     assert main(['train', '--data', str(data), '--out', out, '--epochs',
                  '1', '--classes', 'background,other,thing',
                  '--labels', 'voc'] + SMALL) == 0
-    from gluon_fcn.data import VOCSegDataset
-    dataset = VOCSegDataset(True, (96, 128), str(data), 'voc',
+    from gluon_fcn.core.dataset import SegDataset
+    dataset = SegDataset(True, (96, 128), str(data), 'voc',
                             index_labels=True)
     values = set(onp.unique(onp.concatenate(
         [dataset[i][1].asnumpy().ravel() for i in range(len(dataset))])))
@@ -300,11 +302,12 @@ def test_single_channel_index_masks_and_classes_flag(synth_voc, tmp_path):
     path = tmp_path / 'crops.json'
     assert main(['evaluate', '--run', out, '--data', str(data), '--crops',
                  '--labels', 'voc', '--json', str(path)]) == 0
-    from gluon_fcn.run import load_run
-    from gluon_fcn.train import evaluate_accuracy, seed_everything
+    from gluon_fcn.app.runs import load_run
+    from gluon_fcn.core.training import seed_everything
+    from gluon_fcn.d2l import evaluate_accuracy_gpus
     net, _ = load_run(out)
     seed_everything(0)
-    val = VOCSegDataset(False, (96, 128), str(data), 'voc',
-                        index_labels=True)
-    expected = evaluate_accuracy(net, gluon.data.DataLoader(val, 4))
+    val = SegDataset(False, (96, 128), str(data), 'voc',
+                     index_labels=True)
+    expected = evaluate_accuracy_gpus(net, gluon.data.DataLoader(val, 4))
     assert json.load(open(path))['accuracy'] == pytest.approx(expected)

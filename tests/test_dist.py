@@ -13,13 +13,15 @@ import numpy as onp
 import pytest
 from mxnet import gluon, np
 
-from gluon_fcn.cli import main
-from gluon_fcn.data import VOCSegDataset
-from gluon_fcn.dist import ShardSampler, params_sha1
-from gluon_fcn.model import build_fcn
-from gluon_fcn.run import TrainConfig, resolve_classes
-from gluon_fcn.synthetic import make_synthetic_voc
-from gluon_fcn.train import make_loss, seed_everything, train_batch
+from gluon_fcn.app.cli import main
+from gluon_fcn.core.dataset import SegDataset
+from gluon_fcn.core.labels import resolve_classes
+from gluon_fcn.core.model import build_fcn
+from gluon_fcn.core.synthetic import make_synthetic_voc
+from gluon_fcn.core.training import seed_everything
+from gluon_fcn.d2l import train_batch_ch13
+from gluon_fcn.dist.worker import ShardSampler, params_sha1
+from gluon_fcn.fast import accelerate, make_loss
 
 pytestmark = pytest.mark.skipif(
     not mx.runtime.Features().is_enabled('DIST_KVSTORE'),
@@ -41,7 +43,7 @@ def tiny_voc(tmp_path_factory):
 
 
 def launch_argv(voc, out, epochs):
-    return [sys.executable, '-m', 'gluon_fcn.cli', 'launch', '--workers',
+    return [sys.executable, '-m', 'gluon_fcn.app.cli', 'launch', '--workers',
             str(WORKERS), '--servers', '1', '--', 'train', '--data', voc,
             '--kvstore', 'dist_sync', '--crop', f'{CROP[0]},{CROP[1]}',
             '--batch-size', str(BATCH), '--epochs', str(epochs),
@@ -57,17 +59,16 @@ def trained_params(net):
 def single_process_run(voc, epochs=1):
     """The same global batches in one process: worker k's batch on device
     k, so BatchNorm sees the same examples as in each worker."""
-    config = TrainConfig(data=voc, crop=CROP, batch_size=BATCH)
-    classes, index_labels = resolve_classes(config, voc)
+    classes, index_labels = resolve_classes(None, voc)
     seed_everything(0)  # as fit seeds before building the net
-    net = build_fcn(len(classes))
+    net = accelerate(build_fcn(len(classes)))
     devices = [mx.cpu(0), mx.cpu(1)]
     net.collect_params().reset_ctx(devices)
     net.hybridize()
     initial = trained_params(net)
     trainer = gluon.Trainer(net.collect_params(), 'sgd',
                             {'learning_rate': 0.1, 'wd': 1e-3})
-    dataset = VOCSegDataset(True, CROP, voc, index_labels=index_labels)
+    dataset = SegDataset(True, CROP, voc, index_labels=index_labels)
     for epoch in range(epochs):
         shards = []
         for rank in range(WORKERS):
@@ -78,7 +79,7 @@ def single_process_run(voc, epochs=1):
         for batches in zip(*shards):
             X = np.concatenate([X for X, _ in batches])
             y = np.concatenate([y for _, y in batches])
-            train_batch(net, X, y, make_loss(), trainer, devices)
+            train_batch_ch13(net, X, y, make_loss(), trainer, devices)
     return initial, trained_params(net)
 
 
@@ -123,7 +124,7 @@ def test_two_workers_match_one_process(tiny_voc, tmp_path):
             if m[1] == m[2]}
     assert len(sums) == 2 and sums['0'] == sums['1'], done.stdout
     assert os.path.isfile(os.path.join(out, 'fcn.params'))
-    net = build_fcn(len(resolve_classes(TrainConfig(), tiny_voc)[0]))
+    net = build_fcn(len(resolve_classes(None, tiny_voc)[0]))
     net.load_parameters(os.path.join(out, 'fcn.params'))
     assert params_sha1(net) == sums['0']
     initial, reference = single_process_run(tiny_voc)

@@ -5,9 +5,9 @@ import pytest
 from mxnet import autograd, gluon, init, np
 from mxnet.gluon.model_zoo import model_store, vision
 
-from gluon_fcn.data import file_sha1
+from gluon_fcn.d2l.download import file_sha1
 from gluon_fcn.errors import FCNError
-from gluon_fcn.model import BACKBONES, HEADS, SkipFCN, build_fcn
+from gluon_fcn.core.model import BACKBONES, HEADS, SkipFCN, build_fcn
 
 
 @pytest.mark.parametrize('head', HEADS)

@@ -5,7 +5,7 @@ import mxnet as mx
 import numpy as onp
 import pytest
 
-from gluon_fcn.metrics import (ConfusionMatrix, confusion_matrix,
+from gluon_fcn.core.metrics import (ConfusionMatrix, confusion_matrix,
                                segmentation_metrics)
 
 

@@ -7,9 +7,10 @@ from mxnet import init, np
 from mxnet.gluon import nn
 from mxnet.gluon.model_zoo import model_store, vision
 
-from gluon_fcn.data import file_sha1
+from gluon_fcn.d2l.download import file_sha1
 from gluon_fcn.errors import FCNError
-from gluon_fcn.model import bilinear_kernel, build_fcn
+from gluon_fcn.core.model import build_fcn
+from gluon_fcn.d2l import bilinear_kernel
 
 
 def test_bilinear_kernel_values():

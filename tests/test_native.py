@@ -9,14 +9,19 @@ import numpy as onp
 import pytest
 from mxnet import autograd, gluon, np
 
-from gluon_fcn import native
-from gluon_fcn.model import build_fcn
-from gluon_fcn.train import (PixelSoftmaxCELoss, fused_pixel_nll, make_loss,
-                             pixel_nll)
-from gluon_fcn.upsample import QuadrantConv2DTranspose
+from gluon_fcn.core.model import build_fcn
+from gluon_fcn.core.training import PixelSoftmaxCELoss
+from gluon_fcn.fast import (FusedPixelSoftmaxCELoss, accelerate,
+                            fused_pixel_nll, make_loss, native)
+from gluon_fcn.fast.upsample import QuadrantConv2DTranspose
 
 pytestmark = pytest.mark.skipif(not native.load(),
                                 reason='native operators not built here')
+
+
+def pixel_nll(pred, label, ignore_label=None):
+    """The chapter's loss with MXNet's operators."""
+    return PixelSoftmaxCELoss(ignore_label)(pred, label)
 
 
 def loss_and_grad(nll, logits, label, head, ignore_label=None):
@@ -62,7 +67,7 @@ def test_fused_loss_is_nan_where_the_logits_are():
 
 def test_the_loss_uses_the_native_operator_only_where_it_can_run():
     loss = make_loss('d2l')
-    assert isinstance(loss, PixelSoftmaxCELoss)
+    assert isinstance(loss, FusedPixelSoftmaxCELoss)
     assert native.usable(np.zeros((1, 2, 3, 3)))
     assert not native.usable(np.zeros((1, 2, 3, 3), dtype='float64'))
     logits = np.array(onp.random.default_rng(1).normal(size=(2, 3, 4, 5)),
@@ -86,13 +91,13 @@ def one_step_gradients(net, X, y):
 @pytest.mark.parametrize('head', ['32s', '8s'])
 def test_build_fcn_is_the_chapter_model_values_and_gradients(head,
                                                              tmp_path):
-    """`build_fcn`'s default (quadrant split) and `chapter_layers=True`
-    hold the same parameters and give the same outputs and gradients of
-    every parameter, the backbone's too (upsamplers random here, not
-    only bilinear)."""
+    """`accelerate(build_fcn())` (quadrant split) and `build_fcn()` (the
+    chapter's layers) hold the same parameters and give the same outputs
+    and gradients of every parameter, the backbone's too (upsamplers
+    random here, not only bilinear)."""
     mx.random.seed(0)
-    fast = build_fcn(21, head=head)
-    chapter = build_fcn(21, head=head, chapter_layers=True)
+    fast = accelerate(build_fcn(21, head=head))
+    chapter = build_fcn(21, head=head)
     assert not any(isinstance(b, QuadrantConv2DTranspose)
                    for b in chapter._children.values())
     rng = onp.random.default_rng(2)
@@ -115,10 +120,10 @@ def test_build_fcn_is_the_chapter_model_values_and_gradients(head,
         assert onp.abs(g2[name] - g1[name]).max() <= 2e-4 * scale, name
 
 
-def test_without_native_operators_build_fcn_keeps_the_chapter_layers(
+def test_without_native_operators_accelerate_keeps_the_chapter_layers(
         monkeypatch):
     monkeypatch.setattr(native, '_loaded', False)
-    net = build_fcn(3)
+    net = accelerate(build_fcn(3))
     assert type(net[-1]) is gluon.nn.Conv2DTranspose
     assert not native.usable(np.zeros((1, 3, 2, 2)))
 
@@ -130,7 +135,7 @@ def python(code, **env):
 
 def test_operators_build_into_an_empty_cache(tmp_path):
     """What a fresh machine does on first use: compile, cache, load."""
-    proc = python('from gluon_fcn import native; print(native.load(), '
+    proc = python('from gluon_fcn.fast import native; print(native.load(), '
                   'native.library_path())', GLUON_FCN_CACHE=str(tmp_path))
     loaded, path = proc.stdout.split()
     assert loaded == 'True', proc.stderr
@@ -139,12 +144,43 @@ def test_operators_build_into_an_empty_cache(tmp_path):
 
 
 def test_no_compiler_is_one_warning_and_the_chapter_layers(tmp_path):
-    proc = python('import gluon_fcn.model as m; from gluon_fcn import '
-                  'native; net = m.build_fcn(3); '
-                  'print(native.load(), type(net[-1]).__name__)',
+    proc = python('import gluon_fcn.core.model as m; from gluon_fcn.fast '
+                  'import native, accelerate; net = accelerate(m.build_fcn(3));'
+                  ' print(native.load(), type(net[-1]).__name__)',
                   GLUON_FCN_CACHE=str(tmp_path), CXX='no-such-c++')
     assert proc.stdout.split() == ['False', 'Conv2DTranspose']
     warnings = [line for line in proc.stderr.splitlines()
                 if 'native operators unavailable' in line]
     assert len(warnings) == 1 and 'no C++ compiler' in warnings[0]
     assert not os.listdir(tmp_path)  # nothing half-written
+
+
+def test_fast_path_in_legacy_mode_gives_legacy_arrays_and_same_numbers(
+        legacy_mode, tmp_path):
+    """Blocks built with NumPy mode off take and give NDArrays, through
+    the quadrant split and the fused loss too, with the chapter's
+    numbers."""
+    mx.random.seed(0)
+    chapter = build_fcn(5, head='8s')
+    fast = accelerate(build_fcn(5, head='8s'))
+    chapter.save_parameters(str(tmp_path / 'p.params'))
+    fast.load_parameters(str(tmp_path / 'p.params'))
+    rng = onp.random.default_rng(3)
+    X = mx.nd.array(rng.normal(size=(2, 3, 64, 96)))
+    y = mx.nd.array(rng.integers(0, 5, (2, 64, 96)))
+    outs = []
+    for net, loss in ((chapter, PixelSoftmaxCELoss()),
+                      (fast, make_loss('d2l'))):
+        net.hybridize()
+        with autograd.record():
+            out = net(X)
+            l = loss(out, y)
+        l.backward()
+        assert type(out) is mx.nd.NDArray and type(l) is mx.nd.NDArray
+        outs.append((out.asnumpy(), l.asnumpy(),
+                     net.collect_params()[net.prefix + 'conv0_weight']
+                     .grad().asnumpy()))
+    (o1, l1, g1), (o2, l2, g2) = outs
+    assert onp.abs(o2 - o1).max() <= 1e-5 * onp.abs(o1).max()
+    onp.testing.assert_allclose(l2, l1, rtol=1e-5)
+    assert onp.abs(g2 - g1).max() <= 2e-4 * onp.abs(g1).max()

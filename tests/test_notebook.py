@@ -34,7 +34,7 @@ def kernel_name(tmp_path, monkeypatch):
 
 
 def test_notebook_runs_the_chapter(tmp_path, monkeypatch, kernel_name):
-    from gluon_fcn.synthetic import make_synthetic_voc
+    from gluon_fcn.core.synthetic import make_synthetic_voc
     data = make_synthetic_voc(str(tmp_path / 'voc'), 12, 6, seed=0,
                               sizes=((128, 160), (160, 192), (96, 128)),
                               progress=False)
@@ -56,7 +56,7 @@ def test_notebook_runs_the_chapter(tmp_path, monkeypatch, kernel_name):
     assert '348' in text and '573' in text  # the chapter's values
     assert '(1, 10, 32, 32) -> (1, 3, 64, 64)' in text
     assert '(1, 512, 10, 15)' in text
-    training = [c for c in code if 'history = train(' in c.source][0]
+    training = [c for c in code if 'points = train_ch13(' in c.source][0]
     assert 'loss ' in outputs_text(training)
     assert ', test acc ' in outputs_text(training)
     last = code[-1]  # the chapter's last figure

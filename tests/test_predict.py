@@ -5,10 +5,10 @@ import pytest
 from mxnet import np
 from mxnet.gluon import nn
 
-from gluon_fcn.data import normalize_image
-from gluon_fcn.model import build_fcn
-from gluon_fcn.predict import (predict, predict_image, predict_sliding,
-                               window_starts)
+from gluon_fcn.d2l import normalize_image, predict
+from gluon_fcn.core.model import build_fcn
+from gluon_fcn.core.predict import (predict_image, predict_sliding,
+                                    window_starts)
 
 
 @pytest.mark.parametrize('length', [320, 321, 500, 513, 1000])

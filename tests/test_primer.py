@@ -4,7 +4,7 @@ import pytest
 from mxnet import init, np
 from mxnet.gluon import nn
 
-from gluon_fcn.primer import (conv_output_size, corr2d, kernel2matrix,
+from gluon_fcn.d2l import (conv_output_size, corr2d, kernel2matrix,
                               trans_conv, trans_conv_output_size,
                               upsampling_params)
 

@@ -18,10 +18,11 @@ import numpy as onp
 import pytest
 from PIL import Image
 
-from gluon_fcn import data
-from gluon_fcn.cli import main
+from gluon_fcn import d2l as book
+from gluon_fcn.core import dataset
+from gluon_fcn.app.cli import main
 from gluon_fcn.errors import FCNError
-from gluon_fcn.files import remove_temporaries
+from gluon_fcn.core.files import remove_temporaries
 from test_data import http_dir, make_voc_tar, serve  # noqa: F401
 
 TINY = ['--crop', '64,64', '--batch-size', '2', '--seed', '0',
@@ -151,7 +152,7 @@ def test_dataset_faults_are_found_before_training(damage, synth_voc,
                                                   lenient_pil):
     d = str(tmp_path / 'data')
     shutil.copytree(synth_voc, d)
-    message = damage(d, data.read_split(d, 'train')[0])
+    message = damage(d, dataset.read_split(d, 'train')[0])
     out = str(tmp_path / 'run')
     assert fails(['train', '--data', d, '--out', out, '--labels', 'voc']
                  + TINY, capsys) == message
@@ -183,10 +184,10 @@ def test_label_values_beyond_the_classes_of_an_index_dataset(
 
 def write_run(folder, params=b'not an NDArray file', config=None):
     """A run folder whose fcn.params (and config.json) are given."""
-    from gluon_fcn.run import TrainConfig, config_dict
+    from gluon_fcn.app.config import TrainConfig
     os.makedirs(folder)
-    config = config or json.dumps(config_dict(TrainConfig(
-        classes=tuple(data.VOC_CLASSES))))
+    config = config or json.dumps(TrainConfig(
+        classes=tuple(book.VOC_CLASSES)).to_dict())
     with open(os.path.join(folder, 'config.json'), 'w') as f:
         f.write(config)
     with open(os.path.join(folder, 'fcn.params'), 'wb') as f:
@@ -250,7 +251,7 @@ def test_odd_images_are_predicted_and_bad_ones_named(reference, synth_voc,
                                                      lenient_pil):
     paths = odd_images(str(tmp_path))
     cut = str(tmp_path / 'cut.jpg')
-    shutil.copy(image_file(synth_voc, data.read_split(synth_voc, 'val')[0]),
+    shutil.copy(image_file(synth_voc, dataset.read_split(synth_voc, 'val')[0]),
                 cut)
     cut_in_half(cut)
     text = tmp_path / 'notes.jpg'
@@ -274,11 +275,11 @@ def test_odd_images_are_predicted_and_bad_ones_named(reference, synth_voc,
 def test_16_bit_grey_is_scaled_to_8_bits(tmp_path):
     deep = onp.arange(0, 65536, 256, dtype=onp.uint16).reshape(16, 16)
     Image.fromarray(deep).save(tmp_path / 'deep.png')
-    img = data.read_image(str(tmp_path / 'deep.png')).asnumpy()
+    img = dataset.read_image(str(tmp_path / 'deep.png')).asnumpy()
     assert img.shape == (16, 16, 3)
     assert (img == (deep >> 8)[:, :, None]).all()
     Image.fromarray(deep).convert('I').save(tmp_path / 'deep.tif')
-    assert (data.pil_rgb(str(tmp_path / 'deep.tif')) == img).all()
+    assert (dataset.pil_rgb(str(tmp_path / 'deep.tif')) == img).all()
 
 
 # Nothing lost.
@@ -290,7 +291,8 @@ def figures(run_dir):
 
 
 def same_params(a, b):
-    a, b = mx.nd.load(a), mx.nd.load(b)
+    from gluon_fcn.core.checkpoint import load_legacy
+    a, b = load_legacy(a), load_legacy(b)
     return a.keys() == b.keys() and all(
         (a[k].asnumpy() == b[k].asnumpy()).all() for k in a)
 
@@ -315,7 +317,7 @@ def test_run_killed_mid_epoch_resumes_bit_identical(reference, synth_voc,
     """
     out = str(tmp_path / 'run')
     proc = subprocess.Popen(
-        [sys.executable, '-m', 'gluon_fcn.cli', 'train', '--data',
+        [sys.executable, '-m', 'gluon_fcn.app.cli', 'train', '--data',
          synth_voc, '--out', out, '--epochs', '3'] + TINY,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -392,7 +394,7 @@ def test_a_crash_inside_an_atomic_write_leaves_the_old_file(tmp_path):
     path = tmp_path / 'log.txt'
     path.write_text('complete\n')
     code = ('import os\n'
-            'from gluon_fcn.files import atomic_path\n'
+            'from gluon_fcn.core.files import atomic_path\n'
             f'with atomic_path({str(path)!r}) as tmp:\n'
             '    open(tmp, "w").write("half")\n'
             '    os._exit(9)\n')
@@ -418,11 +420,11 @@ def test_download_cut_short_leaves_nothing(synth_voc, tmp_path, with_sha1):
     www = tmp_path / 'www'
     www.mkdir()
     tar = make_voc_tar(synth_voc, str(www / 'VOC.tar'))
-    sha1 = data.file_sha1(tar) if with_sha1 else None
+    sha1 = book.download.file_sha1(tar) if with_sha1 else None
     data_dir = tmp_path / 'data'
     with serve(www, CutShort) as base:
         with pytest.raises(FCNError, match=f'cannot download {base}/VOC.tar'):
-            data.download_voc(str(data_dir), f'{base}/VOC.tar', sha1)
+            book.download_voc(str(data_dir), f'{base}/VOC.tar', sha1)
     assert os.listdir(data_dir) == []
 
 
@@ -442,7 +444,7 @@ def test_tar_members_that_escape_are_refused(synth_voc, http_dir, tmp_path,
         archive.addfile(info)
     data_dir = tmp_path / 'data'
     with pytest.raises(FCNError, match=re.escape(f'member {name!r}')):
-        data.download_voc(str(data_dir), f'{base}/VOC.tar',
-                          data.file_sha1(tar))
+        book.download_voc(str(data_dir), f'{base}/VOC.tar',
+                          book.download.file_sha1(tar))
     assert sorted(os.listdir(data_dir)) == ['VOC.tar']  # no half folder
     assert not os.path.exists('/tmp/gluon-fcn-absolute.txt')

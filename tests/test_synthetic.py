@@ -7,10 +7,12 @@ import numpy as onp
 import pytest
 from PIL import Image, ImageFilter
 
-from gluon_fcn.data import (read_split, read_voc_images, voc_colormap2label,
-                            voc_label_indices, voc_palette)
-from gluon_fcn.synthetic import (DEFAULT_CLASSES, DEFAULT_SIZES,
-                                 border_band, make_synthetic_voc)
+from gluon_fcn.core.dataset import read_split
+from gluon_fcn.core.labels import voc_palette
+from gluon_fcn.core.synthetic import (DEFAULT_CLASSES, DEFAULT_SIZES,
+                                      border_band, make_synthetic_voc)
+from gluon_fcn.d2l import (read_voc_images, voc_colormap2label,
+                           voc_label_indices)
 
 SIZES = ((96, 128), (128, 160), (160, 96))
 

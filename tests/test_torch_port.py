@@ -8,15 +8,18 @@ import numpy as onp
 import pytest
 from mxnet import gluon, np
 
-from gluon_fcn.cli import main
+from gluon_fcn.app.cli import main
 from gluon_fcn.errors import FCNError
-from gluon_fcn.model import build_fcn
-from gluon_fcn.train import seed_everything, train_batch
+from gluon_fcn.core.dataset import SegDataset
+from gluon_fcn.core.model import build_fcn
+from gluon_fcn.core.training import seed_everything
+from gluon_fcn.d2l import train_batch_ch13
 
 torch = pytest.importorskip('torch')
-tp = pytest.importorskip('gluon_fcn.torch_port')
-C = pytest.importorskip('gluon_fcn.compare')
-D = pytest.importorskip('gluon_fcn.differences')
+tp = pytest.importorskip('gluon_fcn.compare.torch_port')
+C = pytest.importorskip('gluon_fcn.compare.recipes')
+R = pytest.importorskip('gluon_fcn.compare.run')
+D = pytest.importorskip('gluon_fcn.compare.differences')
 
 BN = ('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked')
 
@@ -139,9 +142,8 @@ def test_gluon_batchnorm_matches_mxnet_running_statistics():
 def one_step(synth_voc, backbone, dtype):
     """Gluon's and the port's nets after one matched SGD step on the same
     batch from the same weights, and both losses."""
-    from gluon_fcn.data import VOCSegDataset
     seed_everything(0)
-    dataset = VOCSegDataset(True, (128, 128), synth_voc)
+    dataset = SegDataset(True, (128, 128), synth_voc)
     X, y = next(iter(gluon.data.DataLoader(dataset, 4)))
     gluon_recipe, torch_recipe = C.recipes('matched', backbone)
     net, torch_net = C.initial_nets(21, gluon_recipe, torch_recipe, seed=0)
@@ -151,7 +153,7 @@ def one_step(synth_voc, backbone, dtype):
     trainer = gluon.Trainer(net.collect_params(), 'sgd',
                             {'learning_rate': 0.1, 'wd': 1e-3})
     loss = gluon.loss.SoftmaxCrossEntropyLoss(axis=1)
-    l_g, _ = train_batch(net, X, y, loss, trainer, [mx.cpu()])
+    l_g, _ = train_batch_ch13(net, X, y, loss, trainer, [mx.cpu()])
     optimizer = torch.optim.SGD(torch_net.parameters(), lr=0.1,
                                 weight_decay=1e-3)
     l_t, _ = C.torch_train_batch(torch_net, tp.to_torch(X),
@@ -232,7 +234,7 @@ def test_compare_matched_curves_coincide_in_float64(synth_voc, tmp_path,
                                                     backbone):
     result = run_compare(synth_voc, tmp_path, 'matched', '--dtype',
                          'float64', '--backbone', backbone)
-    loss_gap, acc_gap = C.max_gap(result)
+    loss_gap, acc_gap = R.max_gap(result)
     assert loss_gap < 1e-6 and acc_gap < 1e-4
 
 
@@ -242,7 +244,7 @@ def test_compare_textbook_settings_differ(synth_voc, tmp_path):
     assert result['torch'] == dict(backbone='resnet18_v1', lr=0.001,
                                    wd=1e-3, loss_sum=True, gluon_bn=False,
                                    torch_init=True)
-    assert C.max_gap(result)[0] > 0.01  # two different recipes
+    assert R.max_gap(result)[0] > 0.01  # two different recipes
     assert 'control_loss' not in result['steps'][0]
 
 

@@ -4,10 +4,12 @@ import numpy as onp
 import pytest
 from mxnet import autograd, gluon, np
 
-from gluon_fcn.data import VOCSegDataset
-from gluon_fcn.model import build_fcn
-from gluon_fcn.train import (evaluate_accuracy, seed_everything, split_batch,
-                             train, train_batch)
+from gluon_fcn.core.model import build_fcn
+from gluon_fcn.core.training import (PixelSoftmaxCELoss, fit_epochs,
+                                     format_summary, make_loss,
+                                     seed_everything)
+from gluon_fcn.d2l import (VOCSegDataset, evaluate_accuracy_gpus,
+                           split_batch, train_batch_ch13, train_ch13)
 
 
 def make_trainer(net):
@@ -48,7 +50,7 @@ def test_two_devices_step_equals_one_device_step(tmp_path):
         net.load_parameters(str(tmp_path / 'init.params'))
         net.collect_params().reset_ctx(devices)
         trainer = make_trainer(net)
-        l, acc = train_batch(net, X, y, loss, trainer, devices)
+        l, acc = train_batch_ch13(net, X, y, loss, trainer, devices)
         results.append((l, acc, [params_of(net, d) for d in devices]))
     (l1, acc1, (one,)), (l2, acc2, (first, second)) = results
     assert l1 == pytest.approx(l2, rel=1e-5) and acc1 == acc2
@@ -91,16 +93,19 @@ def test_short_training_learns(loaders, capsys):
     net = build_fcn(num_classes=21)
     net.collect_params().reset_ctx(devices)
     loss = gluon.loss.SoftmaxCrossEntropyLoss(axis=1)
-    history = train(net, train_iter, test_iter, loss, make_trainer(net),
-                    NUM_EPOCHS, devices, seed=0, progress=False)
+    history = fit_epochs(net, train_iter, test_iter, loss,
+                         make_trainer(net), NUM_EPOCHS, devices, seed=0,
+                         progress=False)
     out = capsys.readouterr().out.splitlines()
+    assert len(out) == NUM_EPOCHS and out[0].startswith('epoch 1: loss ')
+    out = format_summary(history, devices).splitlines()
     assert out[-2].startswith('loss ') and ', test acc ' in out[-2]
     assert out[-1].endswith('examples/sec on [cpu(0), cpu(1)]')
     losses = [r['loss'] for r in history.epochs]
     assert losses[-1] < 0.5 * losses[0]
     # better than calling every pixel background
     assert history.epochs[-1]['test_acc'] > background_fraction(test_iter)
-    # evaluate_accuracy is the share of correct pixels over all batches
+    # evaluate_accuracy_gpus is the share of correct pixels over all batches
     # (on one device: BatchNorm's running statistics are per device)
     net.collect_params().reset_ctx(mx.cpu())
     seed_everything(1)
@@ -109,7 +114,7 @@ def test_short_training_learns(loaders, capsys):
                   for X, y in test_iter)
     total = sum(y.size for _, y in test_iter)
     seed_everything(1)
-    assert evaluate_accuracy(net, test_iter) == pytest.approx(
+    assert evaluate_accuracy_gpus(net, test_iter) == pytest.approx(
         correct / total, rel=1e-6)
     # d2l's Animator gets a point every len // 5 batches, and at the end;
     # with 6 batches that is after each batch, plus the test accuracy
@@ -125,8 +130,8 @@ def test_same_seed_same_parameters(loaders, tmp_path):
     for run in range(2):
         seed_everything(0)
         net = build_fcn(num_classes=21)
-        train(net, train_iter, test_iter, loss, make_trainer(net), 1,
-              seed=0, progress=False)
+        fit_epochs(net, train_iter, test_iter, loss, make_trainer(net), 1,
+                   seed=0, progress=False)
         finals.append(params_of(net, mx.cpu()))
     for k in finals[0]:
         onp.testing.assert_array_equal(finals[0][k], finals[1][k])
@@ -134,7 +139,7 @@ def test_same_seed_same_parameters(loaders, tmp_path):
 
 def test_train_batch_and_evaluate_equal_d2l(d2l, loaders, tmp_path):
     """Same net, same batch: d2l's train_batch_ch13 and ours agree, and so
-    do evaluate_accuracy_gpus and evaluate_accuracy."""
+    do both evaluate_accuracy_gpus."""
     train_iter, test_iter = loaders
     X, y = next(iter(train_iter))
     devices = [mx.cpu(0), mx.cpu(1)]
@@ -143,7 +148,7 @@ def test_train_batch_and_evaluate_equal_d2l(d2l, loaders, tmp_path):
     net = build_fcn(num_classes=21)
     net.save_parameters(str(tmp_path / 'init.params'))
     results = []
-    for train_f, eval_f in ((train_batch, evaluate_accuracy),
+    for train_f, eval_f in ((train_batch_ch13, evaluate_accuracy_gpus),
                             (d2l.train_batch_ch13,
                              d2l.evaluate_accuracy_gpus)):
         net.load_parameters(str(tmp_path / 'init.params'))
@@ -159,7 +164,7 @@ def test_train_batch_and_evaluate_equal_d2l(d2l, loaders, tmp_path):
 
 
 def test_load_data_voc_with_worker_processes(synth_voc, capsys):
-    from gluon_fcn.data import load_data_voc
+    from gluon_fcn.d2l import load_data_voc
     train_iter, test_iter = load_data_voc(4, (96, 128), synth_voc,
                                           num_workers=2)
     assert capsys.readouterr().out.startswith('read ')
@@ -169,27 +174,25 @@ def test_load_data_voc_with_worker_processes(synth_voc, capsys):
 
 
 def test_ignore_label_loss():
-    from gluon_fcn.train import IgnoreLabelLoss, make_loss
     rng = onp.random.default_rng(0)
     pred = np.array(rng.normal(size=(2, 4, 5, 6)))
     y = np.array(rng.integers(0, 4, (2, 5, 6)), dtype='float32')
     chapter = gluon.loss.SoftmaxCrossEntropyLoss(axis=1)
+    voc = make_loss('voc')
     # no void pixel: the chapter's loss
-    onp.testing.assert_allclose(IgnoreLabelLoss()(pred, y).asnumpy(),
+    onp.testing.assert_allclose(voc(pred, y).asnumpy(),
                                 chapter(pred, y).asnumpy(), rtol=1e-6)
     # void pixels count for nothing: the mean over the others
     y_void = y.copy()
     y_void[:, :2] = 255
     expected = chapter(pred[:, :, 2:], y[:, 2:])
-    onp.testing.assert_allclose(IgnoreLabelLoss()(pred, y_void).asnumpy(),
+    onp.testing.assert_allclose(voc(pred, y_void).asnumpy(),
                                 expected.asnumpy(), rtol=1e-6)
-    assert isinstance(make_loss('voc'), IgnoreLabelLoss)
 
 
 def test_pixel_loss_is_the_chapter_loss_values_and_gradients():
     """make_loss('d2l') computes Gluon's SoftmaxCrossEntropyLoss(axis=1)
     channels-last: the same values and gradients to float32 rounding."""
-    from gluon_fcn.train import PixelSoftmaxCELoss, make_loss
     assert isinstance(make_loss('d2l'), PixelSoftmaxCELoss)
     rng = onp.random.default_rng(1)
     y = np.array(rng.integers(0, 5, (3, 7, 9)), dtype='float32')
@@ -215,8 +218,9 @@ def test_empty_loader_is_a_clear_error(synth_voc):
     empty = gluon.data.DataLoader(ds, len(ds) + 1, last_batch='discard')
     net = build_fcn(num_classes=21)
     with pytest.raises(FCNError, match='no batch'):
-        train(net, empty, empty, gluon.loss.SoftmaxCrossEntropyLoss(axis=1),
-              make_trainer(net), 1, progress=False)
+        fit_epochs(net, empty, empty,
+                   gluon.loss.SoftmaxCrossEntropyLoss(axis=1),
+                   make_trainer(net), 1, progress=False)
 
 
 def test_importing_the_package_leaves_matplotlib_s_backend_alone():
@@ -224,8 +228,25 @@ def test_importing_the_package_leaves_matplotlib_s_backend_alone():
     import sys
     code = ('import matplotlib\n'
             "matplotlib.use('svg')\n"
-            'import gluon_fcn.viz, gluon_fcn.predict, gluon_fcn.run\n'
+            'import gluon_fcn.app.figures, gluon_fcn.app.runs\n'
+            'import gluon_fcn.d2l, gluon_fcn.core.predict\n'
             'print(matplotlib.get_backend())\n')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True,
                          text=True, check=True).stdout
     assert out.split()[-1] == 'svg'
+
+
+def test_train_ch13_prints_the_book_s_lines(loaders, capsys):
+    """d2l's train_ch13: its two closing lines, and the Animator's points
+    (a point every len // 5 batches, then the test accuracy)."""
+    train_iter, test_iter = loaders
+    seed_everything(0)
+    net = build_fcn(num_classes=21)
+    points = train_ch13(net, train_iter, test_iter,
+                        gluon.loss.SoftmaxCrossEntropyLoss(axis=1),
+                        make_trainer(net), 1, [mx.cpu()])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith('loss ') and ', test acc ' in out[0]
+    assert out[1].endswith('examples/sec on [cpu(0)]')
+    assert [p[3] is None for p in points] == [True] * 6 + [False]
+    assert f'test acc {points[-1][3]:.3f}' in out[0]

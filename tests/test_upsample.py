@@ -5,10 +5,11 @@ import pytest
 from mxnet import autograd, np
 from mxnet.gluon import nn
 
-from gluon_fcn.model import build_fcn, optimize_for_inference
+from gluon_fcn.core.model import build_fcn
+from gluon_fcn.fast import accelerate, optimize_for_inference
 from gluon_fcn.threads import default_omp_threads, physical_cores
-from gluon_fcn.upsample import (QuadrantConv2DTranspose,
-                                is_quadrant_split, use_quadrant_split)
+from gluon_fcn.fast.upsample import (QuadrantConv2DTranspose,
+                                     is_quadrant_split, use_quadrant_split)
 
 
 def transposed_conv(channels, kernel, stride, pad, seed=0):
@@ -48,8 +49,12 @@ def test_quadrant_split_equals_the_transposed_convolution(
     X = np.array(onp.random.RandomState(1).randn(2, 3, *size),
                  dtype='float32')
     expected = forward_backward(layer, X)
-    assert use_quadrant_split(layer) == 1
+    net = nn.HybridSequential()
+    net.add(layer)
+    assert use_quadrant_split(net) == 1
+    weight, layer = layer.weight, net[0]
     assert isinstance(layer, QuadrantConv2DTranspose)
+    assert layer.weight is weight  # the same Parameter, not a copy
     if hybridize:
         layer.hybridize()
     got = forward_backward(layer, X)
@@ -76,7 +81,7 @@ def test_optimized_net_equals_the_chapter_net(head, tmp_path):
     plain = build_fcn(21, head=head)
     names = list(plain.collect_params().keys())
     plain.save_parameters(str(tmp_path / 'fcn.params'))
-    fast = build_fcn(21, head=head)
+    fast = accelerate(build_fcn(21, head=head))
     fast.load_parameters(str(tmp_path / 'fcn.params'))
     optimize_for_inference(fast, np.zeros((1, 3, 96, 128)))
     for shape in ((1, 3, 96, 128), (2, 3, 64, 32)):

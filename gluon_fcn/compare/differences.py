@@ -10,11 +10,12 @@ import numpy as onp
 import torch
 from mxnet import autograd, gluon, np
 
+from ..core.dataset import SegDataset
+from ..core.model import build_fcn
+from ..core.training import seed_everything
+from ..d2l import RGB_MEAN, RGB_STD, normalize_image
 from . import torch_port as tp
-from .compare import gluon_stepper, initial_nets, recipes, torch_stepper
-from .data import RGB_MEAN, RGB_STD, VOCSegDataset, normalize_image
-from .model import build_fcn
-from .train import seed_everything
+from .recipes import gluon_stepper, initial_nets, recipes, torch_stepper
 
 
 def gluon_grad_and_update(net, X, y, recipe, name):
@@ -110,7 +111,7 @@ def differences(voc_dir, batch_size=4, crop=(64, 96), seed=0,
     measured: a list of {'aspect', 'mxnet', 'pytorch', 'measured'}."""
     textbook = recipes('textbook')
     seed_everything(seed)
-    dataset = VOCSegDataset(True, crop, voc_dir, index_labels=index_labels)
+    dataset = SegDataset(True, crop, voc_dir, index_labels=index_labels)
     X, y = next(iter(gluon.data.DataLoader(dataset, batch_size)))
     rows = []
 

@@ -14,9 +14,10 @@ import numpy as onp
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
 
-from .data import IGNORE_LABEL, VOC_CLASSES, save_label_png
-from .errors import FCNError
+from ..d2l.data import VOC_CLASSES
+from ..errors import FCNError
 from .files import atomic_path, save_json
+from .labels import IGNORE_LABEL, save_label_png
 
 VERSION = 1
 # aeroplane, bus, cat, dog, person

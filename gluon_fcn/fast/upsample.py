@@ -12,7 +12,7 @@ gather, for each of the (H+1)(W+1) blocks, the four neighbouring input
 pixels ((B, H+1, W+1, 4 C_in)), multiply by the (4 C_in, C_out s s)
 rearranged weight in one dense GEMM (`FullyConnected`, with the bias
 repeated over each block), and lay the blocks out, cropping p from each
-border (`fcn_blocks_to_image`, `gluon_fcn.native`). The output is the
+border (`fcn_blocks_to_image`, `gluon_fcn.fast.native`). The output is the
 chapter's (B, C_out, sH, sW) for p = s/2.
 
 The layer keeps `Conv2DTranspose`'s parameters (names, shapes, values), so
@@ -23,6 +23,7 @@ crash) when back-propagating into any weight computed from a parameter.
 import numpy as onp
 from mxnet.gluon import nn
 
+from ..core.arrays import as_numpy, like
 from . import native
 
 
@@ -44,12 +45,26 @@ def is_quadrant_split(block):
 class QuadrantConv2DTranspose(nn.Conv2DTranspose):
     """`nn.Conv2DTranspose` computed through the quadrant split: the same
     parameters, the same outputs and gradients to float32 rounding. It
-    computes as the plain layer in other dtypes. Switch layers over in
-    place with `use_quadrant_split`."""
+    computes as the plain layer in other dtypes. `from_layer` makes one
+    that shares a chapter layer's parameters; `use_quadrant_split` puts
+    such layers in place of a net's."""
+
+    @classmethod
+    def from_layer(cls, layer):
+        """A quadrant-split layer holding `layer`'s own Parameters (same
+        names, so checkpoints load either way)."""
+        kw = layer._kwargs
+        new = cls(layer._channels, kw['kernel'], kw['stride'], kw['pad'],
+                  in_channels=layer._in_channels, prefix=layer.prefix,
+                  params=layer.params)
+        new.hybridize(layer._active, **dict(layer._flags))
+        return new
 
     def hybrid_forward(self, F, x, weight, bias):
         if onp.dtype(self.weight.dtype) != onp.float32:
             return super().hybrid_forward(F, x, weight, bias)
+        ref = x  # the caller's flavour, legacy or NumPy
+        x, weight, bias = (as_numpy(v) for v in (x, weight, bias))
         s, p = self._kwargs['stride'][0], self._kwargs['pad'][0]
         c_in, c_out = self.weight.shape[:2]
         x = F.np.pad(F.np.transpose(x, (0, 2, 3, 1)),  # (B, H+2, W+2, C)
@@ -64,25 +79,32 @@ class QuadrantConv2DTranspose(nn.Conv2DTranspose):
         blocks = F.npx.fully_connected(  # (B, H+1, W+1, C_out s s)
             taps, w, F.np.repeat(bias, s * s), num_hidden=c_out * s * s,
             flatten=False)
-        return F.fcn_blocks_to_image(blocks.as_nd_ndarray(), channels=c_out,
-                                     stride=s, pad=p).as_np_ndarray()
+        out = F.fcn_blocks_to_image(blocks.as_nd_ndarray(), channels=c_out,
+                                    stride=s, pad=p)  # (B, C_out, sH, sW)
+        return like(out, ref)
 
 
 def use_quadrant_split(net):
-    """Switch every eligible transposed convolution in `net` to the
-    quadrant split, in place (parameters untouched); returns the number
-    switched. Switches none where the native operators cannot run (no
+    """Put a `QuadrantConv2DTranspose` sharing its parameters in place of
+    every eligible transposed convolution of `net`; returns the number
+    replaced. Replaces none where the native operators cannot run (no
     compiler, `GLUON_FCN_NATIVE=0`) or the layer is not on the CPU."""
     blocks, eligible = [net], []
     while blocks:
         block = blocks.pop()
-        blocks.extend(block._children.values())
-        if type(block) is nn.Conv2DTranspose and is_quadrant_split(block):
-            eligible.append(block)
-    on_cpu = all(ctx.device_type == 'cpu' for block in eligible
-                 for ctx in block.weight.list_ctx())
+        for key, child in block._children.items():
+            blocks.append(child)
+            if type(child) is nn.Conv2DTranspose and \
+                    is_quadrant_split(child):
+                eligible.append((block, key, child))
+    on_cpu = all(ctx.device_type == 'cpu' for _, _, layer in eligible
+                 for ctx in layer.weight.list_ctx())
     if not (eligible and on_cpu and native.load()):
         return 0
-    for block in eligible:
-        block.__class__ = QuadrantConv2DTranspose
+    for parent, key, layer in eligible:
+        new = QuadrantConv2DTranspose.from_layer(layer)
+        if getattr(parent, key, None) is layer:  # an attribute: SkipFCN's
+            setattr(parent, key, new)
+        else:  # a HybridSequential's numbered child
+            parent.register_child(new, key)
     return len(eligible)

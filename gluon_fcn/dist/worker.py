@@ -14,7 +14,7 @@ import mxnet as mx
 import numpy as onp
 from mxnet import gluon
 
-from .errors import FCNError
+from ..errors import FCNError
 
 def is_distributed(kvstore):
     """True for a dist_* kvstore, given by name or as a KVStore."""

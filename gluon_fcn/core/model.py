@@ -11,40 +11,18 @@ upsamples by 32, initialised with a bilinear kernel. Heads '16s' and '8s'
 import os
 
 import mxnet as mx
-import numpy as onp
-from mxnet import init, np
+from mxnet import init
 from mxnet.gluon import nn
 from mxnet.gluon.model_zoo import model_store, vision
 
-from .errors import FCNError
-from .primer import upsampling_params
-from .upsample import use_quadrant_split
+from ..d2l import bilinear_kernel, upsampling_params
+from ..errors import FCNError
+from .arrays import zeros
 
 BACKBONES = ('resnet18_v2', 'resnet18_v1', 'resnet34_v1', 'resnet34_v2',
              'resnet50_v1', 'resnet50_v2', 'vgg16')
 HEADS = ('32s', '16s', '8s')
 STRIDE = 32  # the backbone's total downsampling: (B, C, H/32, W/32)
-
-
-def bilinear_kernel(in_channels, out_channels, kernel_size):
-    """Weights of a transposed convolution doing bilinear upsampling (d2l).
-
-    Returns an (in_channels, out_channels, k, k) array holding the bilinear
-    filter on the diagonal channel pairs and zeros elsewhere.
-    """
-    factor = (kernel_size + 1) // 2
-    if kernel_size % 2 == 1:
-        center = factor - 1
-    else:
-        center = factor - 0.5
-    og = (onp.arange(kernel_size).reshape(-1, 1),
-          onp.arange(kernel_size).reshape(1, -1))
-    filt = (1 - onp.abs(og[0] - center) / factor) * \
-           (1 - onp.abs(og[1] - center) / factor)
-    weight = onp.zeros((in_channels, out_channels, kernel_size, kernel_size),
-                       dtype='float32')
-    weight[range(in_channels), range(out_channels), :, :] = filt
-    return np.array(weight)
 
 
 def default_model_root():
@@ -123,14 +101,26 @@ def vgg_convolutionalized(features, pretrained, ctx):
     return trunk
 
 
-def make_upsampler(num_classes, factor, ctx):
-    """A transposed convolution upsampling by `factor`, bilinear init."""
+UPSAMPLER_INITS = ('bilinear', 'xavier')
+
+
+def make_upsampler(num_classes, factor, ctx, upsampler_init='bilinear'):
+    """A transposed convolution upsampling by `factor`: kernel 2s, stride
+    s, padding s/2 (`upsampling_params`), initialised with the bilinear
+    kernel (the chapter) or Xavier (the chapter's first exercise)."""
+    if upsampler_init not in UPSAMPLER_INITS:
+        raise FCNError(f'unknown upsampler init {upsampler_init!r}; choose '
+                       f'from {", ".join(UPSAMPLER_INITS)}')
     kernel_size, strides, padding = upsampling_params(factor)
     up = nn.Conv2DTranspose(num_classes, kernel_size=kernel_size,
                             padding=padding, strides=strides,
                             in_channels=num_classes)
-    up.initialize(init.Constant(bilinear_kernel(
-        num_classes, num_classes, kernel_size)), ctx=ctx)
+    if upsampler_init == 'bilinear':
+        weight = init.Constant(bilinear_kernel(
+            num_classes, num_classes, kernel_size).asnumpy())
+    else:
+        weight = init.Xavier()
+    up.initialize(weight, ctx=ctx)
     return up
 
 
@@ -138,17 +128,17 @@ def split_at_strides(layers, strides=(8, 16), size=64):
     """For each output stride, the index just past the first layer whose
     output has that stride: VGG's pool3 and pool4, where the paper taps,
     and the ends of ResNet's second and third stages."""
-    X = np.zeros((1, 3, size, size))
+    X = zeros((1, 3, size, size))
     reached = []
     for layer in layers:
-        X = layer(X.as_in_ctx(layer_ctx(layer, X)))
+        X = layer(X.as_in_context(layer_ctx(layer, X)))
         reached.append(size // X.shape[-1])
     return [reached.index(s) + 1 for s in strides]
 
 
 def layer_ctx(layer, X):
     params = list(layer.collect_params().values())
-    return params[0].list_ctx()[0] if params else X.ctx
+    return params[0].list_ctx()[0] if params else X.context
 
 
 class SkipFCN(nn.HybridBlock):
@@ -156,7 +146,8 @@ class SkipFCN(nn.HybridBlock):
     added to the 2x-upsampled coarser scores, then upsampled to the input.
     """
 
-    def __init__(self, layers, num_classes, head, ctx, **kwargs):
+    def __init__(self, layers, num_classes, head, ctx,
+                 upsampler_init='bilinear', **kwargs):
         super().__init__(**kwargs)
         i8, i16 = split_at_strides(layers)
         self.head = head
@@ -166,12 +157,15 @@ class SkipFCN(nn.HybridBlock):
             self.stage32 = seq(layers[i16:])    # (B, C32, H/32, W/32)
             self.score32 = nn.Conv2D(num_classes, kernel_size=1)
             self.score16 = nn.Conv2D(num_classes, kernel_size=1)
-            self.up32 = make_upsampler(num_classes, 2, ctx)
+            self.up32 = make_upsampler(num_classes, 2, ctx,
+                                       upsampler_init)
             if head == '8s':
                 self.score8 = nn.Conv2D(num_classes, kernel_size=1)
-                self.up16 = make_upsampler(num_classes, 2, ctx)
+                self.up16 = make_upsampler(num_classes, 2, ctx,
+                                           upsampler_init)
             self.upsample = make_upsampler(
-                num_classes, 8 if head == '8s' else 16, ctx)
+                num_classes, 8 if head == '8s' else 16, ctx,
+                upsampler_init)
         self.score32.initialize(init.Xavier(), ctx=ctx)
         for name in ('score16', 'score8'):
             if hasattr(self, name):  # the paper starts skips at zero
@@ -196,14 +190,13 @@ def seq(layers):
 
 def build_fcn(num_classes=21, backbone='resnet18_v2', head='32s',
               pretrained_backbone=False, root=None, ctx=None,
-              chapter_layers=False):
-    """Build an initialised FCN: d2l's (sec_fcn) with the default head.
+              upsampler_init='bilinear'):
+    """Build an initialised FCN: the chapter's (:numref:`sec_fcn`) with the
+    defaults, in the flavour of the MXNet mode in force.
 
-    The transposed convolutions compute through the quadrant split
-    (`gluon_fcn.upsample`): the same parameters, outputs and gradients as
-    the chapter's `nn.Conv2DTranspose`, about 1.7x faster forward and
-    backward on a CPU. `chapter_layers=True` keeps the literal layers (as
-    does a GPU, or a machine where the native operators cannot be built).
+    The layers are the chapter's own (`nn.Conv2DTranspose` upsamplers);
+    `gluon_fcn.fast.accelerate(net)` computes the same net faster on a
+    CPU, and `optimize_for_inference` fuses it for forward passes.
 
     Parameters
     ----------
@@ -215,8 +208,8 @@ def build_fcn(num_classes=21, backbone='resnet18_v2', head='32s',
     root : str, optional
         Local model store folder (default `default_model_root()`).
     ctx : Context or list of Context, default cpu.
-    chapter_layers : bool
-        Plain `nn.Conv2DTranspose` upsamplers instead of the quadrant split.
+    upsampler_init : 'bilinear' (the chapter) or 'xavier'
+        How the transposed convolutions start.
 
     Returns
     -------
@@ -230,37 +223,19 @@ def build_fcn(num_classes=21, backbone='resnet18_v2', head='32s',
     ctx = ctx or mx.cpu()
     layers = backbone_features(backbone, pretrained_backbone, root, ctx)
     if head != '32s':
-        net = SkipFCN(list(layers), num_classes, head, ctx)
+        net = SkipFCN(list(layers), num_classes, head, ctx, upsampler_init)
     else:
         net = nn.HybridSequential()
         for layer in layers:
             net.add(layer)
         net.add(nn.Conv2D(num_classes, kernel_size=1),
-                make_upsampler(num_classes, STRIDE, ctx))
+                make_upsampler(num_classes, STRIDE, ctx, upsampler_init))
         net[-2].initialize(init=init.Xavier(), ctx=ctx)
     _finish_deferred_init(net, ctx)
-    if not chapter_layers:
-        use_quadrant_split(net)
-    return net
-
-
-def optimize_for_inference(net, X, quadrants=True):
-    """Make `net` fast for forward passes on batches shaped like `X`: the
-    transposed convolutions computed through the quadrant split (with
-    `quadrants`; `build_fcn` does it by default), and MXNet's oneDNN
-    subgraph backend fusing convolution, BatchNorm and ReLU into one
-    kernel, with static memory and shapes. Outputs equal the plain net's
-    to float32 rounding; parameters keep their names and values. For
-    inference only: BatchNorm is folded with its running statistics.
-    Returns `net`."""
-    if quadrants:
-        use_quadrant_split(net)
-    net.optimize_for(X, backend='MKLDNN', static_alloc=True,
-                     static_shape=True)
     return net
 
 
 def _finish_deferred_init(net, ctx):
     """Run one tiny forward so every parameter has its shape and memory."""
     ctx0 = ctx[0] if isinstance(ctx, (list, tuple)) else ctx
-    net(np.zeros((1, 3, STRIDE, STRIDE), ctx=ctx0))
+    net(zeros((1, 3, STRIDE, STRIDE), ctx=ctx0))

@@ -1,4 +1,9 @@
-"""What a checkpoint needs beyond `save_parameters` to resume exactly.
+"""Parameters on disk, readable in either MXNet mode, and what a
+checkpoint needs beyond them to resume exactly.
+
+`save_params` writes the legacy NDArray format whatever the mode: MXNet
+loads it with `load_parameters` with NumPy mode on or off, where a file
+written by `save_parameters` in NumPy mode cannot be loaded with it off.
 
 `Block.save_parameters` writes one copy of each parameter, averaging the
 copies of the devices. The trained weights are equal on every device (the
@@ -10,8 +15,33 @@ interrupted, so the copies of every device are kept beside it.
 import os
 
 import mxnet as mx
+from mxnet import util
 
-from .errors import FCNError
+from ..errors import FCNError
+from .arrays import as_legacy
+
+
+def save_params(net, path):
+    """`net.save_parameters(path)` in the legacy format (module docstring):
+    one copy of each parameter, the devices' copies averaged."""
+    arrays = {}
+    for name, p in net._collect_params_with_prefix().items():
+        copies = [as_legacy(d).copyto(mx.cpu()) for d in p.list_data()]
+        arrays[name] = copies[0] if len(copies) == 1 else \
+            mx.nd.add_n(*copies) / len(copies)
+    save_legacy(path, arrays)
+
+
+def save_legacy(path, arrays):
+    """`mx.nd.save` of NDArrays in the legacy format, in either mode."""
+    with util.np_array(False), util.np_shape(False):
+        mx.nd.save(path, arrays)
+
+
+def load_legacy(path):
+    """What `save_legacy` wrote, as NDArrays, in either mode."""
+    with util.np_array(False), util.np_shape(False):
+        return mx.nd.load(path)
 
 
 def device_params(net):
@@ -23,10 +53,10 @@ def device_params(net):
 
 def save_device_copies(net, path):
     """Write every device's copy of `device_params(net)` to `path`."""
-    arrays = {f'{j}:{name}': data.as_nd_ndarray()
+    arrays = {f'{j}:{name}': as_legacy(data)
               for name, p in device_params(net).items()
               for j, data in enumerate(p.list_data())}
-    mx.nd.save(path, arrays)
+    save_legacy(path, arrays)
 
 
 def load_device_copies(net, path):
@@ -35,7 +65,7 @@ def load_device_copies(net, path):
     if not os.path.isfile(path):
         return
     try:
-        arrays = mx.nd.load(path)
+        arrays = load_legacy(path)
     except Exception as e:  # MXNetError: truncated or not an NDArray file
         raise FCNError(f'{path}: cannot read the checkpoint') from e
     for name, p in device_params(net).items():
@@ -44,4 +74,4 @@ def load_device_copies(net, path):
             if key not in arrays:
                 raise FCNError(f'{path}: has no {key} (was the run on '
                                'other devices?)')
-            data[:] = arrays[key].as_np_ndarray().as_in_ctx(data.ctx)
+            data[:] = arrays[key].as_in_context(data.context).asnumpy()

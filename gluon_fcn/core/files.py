@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 
-from .errors import FCNError
+from ..errors import FCNError
 
 
 @contextlib.contextmanager

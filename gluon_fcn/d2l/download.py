@@ -12,7 +12,7 @@ import tempfile
 
 from tqdm import tqdm
 
-from .errors import FCNError
+from ..errors import FCNError
 
 VOC_URL = ('http://d2l-data.s3-accelerate.amazonaws.com/'
            'VOCtrainval_11-May-2012.tar')

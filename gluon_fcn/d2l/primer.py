@@ -2,15 +2,18 @@
 
 Convolution is a matrix product: for a kernel `K` and an input of size
 (h, w), `kernel2matrix` builds the matrix `W` with `W @ x.ravel()` equal to
-the convolution of `x`; the transposed convolution is then `W.T` (d2l,
-:numref:`sec_transposed_conv`). Arrays are `mxnet.numpy` arrays.
+the convolution of `x`; the transposed convolution is then `W.T`
+(:numref:`sec_transposed_conv`). Arrays are `mxnet.numpy` arrays, as in
+the book's 2nd edition.
 """
 import numpy as onp
 from mxnet import np
 
 
 def corr2d(X, K):
-    """Compute 2D cross-correlation (d2l, sec_conv_layer)."""
+    """Compute 2D cross-correlation.
+
+    Defined in :numref:`sec_conv_layer`"""
     h, w = K.shape
     Y = np.zeros((X.shape[0] - h + 1, X.shape[1] - w + 1))
     for i in range(Y.shape[0]):
@@ -20,7 +23,9 @@ def corr2d(X, K):
 
 
 def trans_conv(X, K):
-    """Basic 2D transposed convolution (d2l, sec_transposed_conv)."""
+    """Basic 2D transposed convolution.
+
+    Defined in :numref:`sec_transposed_conv`"""
     h, w = K.shape
     Y = np.zeros((X.shape[0] + h - 1, X.shape[1] + w - 1))
     for i in range(X.shape[0]):

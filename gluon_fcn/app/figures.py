@@ -4,12 +4,18 @@ Figures are drawn on matplotlib's Agg canvas directly, never through
 pyplot, so the package needs no display and leaves the backend of a
 notebook or an application that imports it alone.
 """
+import os
+
 import numpy as onp
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from .files import atomic_path
+from ..core.dataset import example_paths, read_image
+from ..core.evaluate import read_label
+from ..core.files import atomic_path, save_json
+from ..core.labels import class_colours
+from ..core.predict import colorize, predict_mask
 
 CURVE_LEGEND = ('train loss', 'train acc', 'test acc')
 CURVE_FMTS = ('-', 'm--', 'g-.')  # d2l Animator's
@@ -111,3 +117,28 @@ def save_panels(x, panels, xlabel, path):
         ax.legend()
         ax.grid()
     _save(fig, path)
+
+
+def save_eval_report(net, voc_dir, metrics, scores, json_path, classes,
+                     labels='voc', window=(320, 480), stride=None, ctx=None,
+                     n=3):
+    """The JSON, a per-class IoU bar chart and a best/worst image grid
+    (image / prediction / label) beside it: `<stem>_iou.png`,
+    `<stem>_best_worst.png`."""
+    save_json(metrics, json_path)
+    stem = os.path.splitext(json_path)[0]
+    save_iou_bars(metrics['per_class_iou'], f'{stem}_iou.png')
+    # best first, then worst; an image with no valid pixel ranks lowest
+    ranked = sorted(scores, key=lambda s: s[1] if s[1] == s[1] else -1)
+    chosen = ranked[-n:][::-1] + ranked[:n]
+    colours = class_colours()
+    images, preds, truths, titles = [], [], [], []
+    for name, miou in chosen:
+        img = read_image(example_paths(voc_dir, name)[0])
+        pred = predict_mask(net, img, window, stride, ctx)
+        images.append(img)
+        preds.append(colorize(pred, colours))
+        truths.append(colorize(read_label(voc_dir, name, labels), colours))
+        titles.append(f'{name} mIoU {miou:.2f}')
+    save_prediction_grid(images, preds, truths, f'{stem}_best_worst.png',
+                         titles=titles + [''] * (2 * len(titles)))

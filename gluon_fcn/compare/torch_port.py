@@ -21,11 +21,11 @@ import collections
 import mxnet as mx
 import numpy as onp
 import torch
-from mxnet import np
 from torch import nn
 from torch.nn import functional as F
 
-from .errors import FCNError
+from ..core.arrays import array
+from ..errors import FCNError
 
 # Gluon's parameter suffix -> PyTorch's, per kind of layer
 SUFFIXES = {'weight': 'weight', 'bias': 'bias', 'gamma': 'weight',
@@ -284,7 +284,7 @@ def load_state_dict(net, state_dict):
                        f'{len(missing) - 1} more): not a d2l FCN')
     for param, key in param_pairs(net, torch_net):
         value = state_dict[key].detach().cpu().numpy()
-        param.set_data(np.array(value, dtype=param.dtype))
+        param.set_data(array(value, dtype=param.dtype))
     return net
 
 
@@ -294,4 +294,5 @@ def to_torch(X):
 
 
 def from_torch(T, ctx=None):
-    return np.array(T.detach().cpu().numpy(), ctx=ctx or mx.cpu())
+    """A torch tensor as an MXNet array of the current mode's flavour."""
+    return array(T.detach().cpu().numpy(), ctx=ctx or mx.cpu())

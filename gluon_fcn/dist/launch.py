@@ -20,7 +20,7 @@ import time
 
 import mxnet as mx
 
-from .errors import FCNError
+from ..errors import FCNError
 
 # the tracker's last words when a role fails; the launcher reads them
 FAILED = 'gluon-fcn-launch: failed: '
@@ -42,7 +42,7 @@ def role_command(args, launcher='local'):
     The ssh launcher wraps the command in single quotes, so with it no
     word may need quoting.
     """
-    words = [sys.executable, '-m', 'gluon_fcn.cli'] + list(args)
+    words = [sys.executable, '-m', 'gluon_fcn.app.cli'] + list(args)
     for word in words:
         if launcher == 'ssh' and shlex.quote(word) != word:
             raise FCNError(f'launch --launcher ssh: {word!r} needs shell '
@@ -53,7 +53,7 @@ def role_command(args, launcher='local'):
 def launch_argv(num_workers, num_servers, args, hosts=None,
                 launcher='local'):
     """The command line of the tracker: this module running launch.py."""
-    argv = [sys.executable, '-m', 'gluon_fcn.launch', mxnet_launcher(),
+    argv = [sys.executable, '-m', 'gluon_fcn.dist.launch', mxnet_launcher(),
             '-n', str(num_workers), '-s', str(num_servers),
             '--launcher', launcher]
     if hosts:

@@ -5,7 +5,7 @@ and loaded into MXNet through its external-operator API (`lib_api.h`,
 - `fcn_pixel_ce`: the chapter's loss, softmax cross-entropy over the
   channels of (B, C, H, W) logits, fused forward and backward.
 - `fcn_blocks_to_image`: the last step of the quadrant-split upsampler
-  (`gluon_fcn.upsample`).
+  (`gluon_fcn.fast.upsample`).
 
 The library is built once per machine, MXNet version and source, with the
 C++ compiler `$CXX` (default g++), into `$GLUON_FCN_CACHE` (default
@@ -116,4 +116,5 @@ def _try_load():
 def usable(x):
     """Whether the operators can compute on array `x`: loaded, on the
     CPU, float32."""
-    return x.ctx.device_type == 'cpu' and x.dtype == onp.float32 and load()
+    return (x.context.device_type == 'cpu' and x.dtype == onp.float32
+            and load())

@@ -13,9 +13,10 @@ import numpy as onp
 from PIL import Image, ImageFile
 from tqdm import tqdm
 
-from .data import (IGNORE_LABEL, no_image_fits, read_image, read_split,
-                   voc_palette)
-from .errors import FCNError
+from ..core.dataset import example_paths, no_image_fits, read_image
+from ..core.dataset import read_split
+from ..core.labels import IGNORE_LABEL, voc_palette
+from ..errors import FCNError
 
 
 def decode_image(path, what='image'):
@@ -90,8 +91,7 @@ def palette_codes():
 
 def check_example(voc_dir, split, name, allowed):
     """Check one id of a split; return its image's (height, width)."""
-    image_path = os.path.join(voc_dir, 'JPEGImages', f'{name}.jpg')
-    label_path = os.path.join(voc_dir, 'SegmentationClass', f'{name}.png')
+    image_path, label_path = example_paths(voc_dir, name)
     for path in (image_path, label_path):
         if not os.path.isfile(path):
             raise FCNError(f'{path}: no such file, but the {split} split '
@@ -115,15 +115,13 @@ def check_split(voc_dir, split, crop_size, allowed=None, progress=True):
     """Check every example of a split; return their (height, width)s."""
     names = read_split(voc_dir, split)
     if not names:
-        raise FCNError(no_image_fits(voc_dir, split == 'train', crop_size,
-                                     []))
+        raise FCNError(no_image_fits(voc_dir, split, crop_size, []))
     sizes = [check_example(voc_dir, split, name, allowed) for name in tqdm(
         names, desc=f'checking {split}', disable=not progress, delay=2,
         leave=False)]
     h, w = crop_size
     if not any(ih >= h and iw >= w for ih, iw in sizes):
-        raise FCNError(no_image_fits(voc_dir, split == 'train', crop_size,
-                                     sizes))
+        raise FCNError(no_image_fits(voc_dir, split, crop_size, sizes))
     return sizes
 
 

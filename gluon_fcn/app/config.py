@@ -1,0 +1,188 @@
+"""The one configuration of a training run, with the textbook's defaults.
+
+`TrainConfig` holds every default and a line of help per field; the
+`train` command's flags are generated from it (`add_config_args`), and a
+run folder keeps the final config as `config.json`. Parsers for the
+flags' values live here too.
+"""
+import dataclasses
+import os
+
+from ..core.files import load_json
+from ..core.labels import LABEL_CONVENTIONS
+from ..core.model import BACKBONES, HEADS, UPSAMPLER_INITS
+from ..d2l import VOC_CLASSES
+from ..errors import FCNError
+
+# what `train --kvstore` takes; dist_* need a job made by `launch`
+KVSTORES = ('device', 'local', 'dist_sync', 'dist_device_sync',
+            'dist_async')
+
+
+def option(default, help, **argparse):
+    """A config field: its default, one line of help, and argparse extras
+    (`choices`, `metavar`, `parse` for values that are not plain)."""
+    return dataclasses.field(default=default,
+                             metadata=dict(help=help, **argparse))
+
+
+def parse_pair(text, flag):
+    """'320,480' -> (320, 480), both positive."""
+    try:
+        h, w = (int(v) for v in text.split(','))
+    except ValueError:
+        raise FCNError(f'{flag} {text}: write HEIGHT,WIDTH, e.g. 320,480')
+    if h <= 0 or w <= 0:
+        raise FCNError(f'{flag} {text}: both sides must be positive')
+    return h, w
+
+
+def parse_crop(text, flag='--crop'):
+    """'320,480' -> (320, 480); both sides multiples of 32."""
+    h, w = parse_pair(text, flag)
+    if h % 32 or w % 32:
+        raise FCNError(f'{flag} {text}: both sides must be positive '
+                       'multiples of 32, since the FCN downsamples by 32 '
+                       'and upsamples by 32')
+    return h, w
+
+
+def parse_classes(text, flag='--classes'):
+    """'background,object' -> ('background', 'object')."""
+    classes = tuple(c.strip() for c in text.split(','))
+    if len(classes) < 2 or not all(classes):
+        raise FCNError(f'{flag} {text}: give at least two names, '
+                       'comma-separated, background first')
+    return classes
+
+
+def parse_scale(text, flag='--scale'):
+    """'0.5,2.0' -> (0.5, 2.0)."""
+    try:
+        low, high = (float(v) for v in text.split(','))
+    except ValueError:
+        raise FCNError(f'{flag} {text}: write LOW,HIGH, e.g. 0.5,2.0')
+    if not 0 < low <= high:
+        raise FCNError(f'{flag} {text}: need 0 < LOW <= HIGH')
+    return low, high
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a run depends on; the defaults are the textbook's."""
+    data: str = option('synthetic', "'synthetic' (made offline), 'voc2012' "
+                       '(downloaded) or a VOC-layout folder')
+    out: str = option(os.path.join('runs', 'fcn'), 'the run folder')
+    epochs: int = option(5, 'training epochs (the chapter: 5)')
+    batch_size: int = option(32, 'examples a step, over all devices')
+    crop: tuple = option((320, 480), 'random crop HEIGHT,WIDTH, multiples '
+                         'of 32', parse=parse_crop, metavar='H,W')
+    lr: float = option(0.1, 'SGD learning rate')
+    wd: float = option(1e-3, 'SGD weight decay')
+    devices: str = option('auto', "'auto' (every GPU, else the CPU), or "
+                          'e.g. cpu:0,cpu:1 or gpu:0,gpu:1')
+    pretrained: bool = option(False, "the backbone's ImageNet weights "
+                              'from the Gluon model store')
+    model_root: str = option(None, 'the Gluon model store folder '
+                             '(default ~/.mxnet/models)')
+    backbone: str = option('resnet18_v2', 'the feature extractor (the '
+                           "chapter's: resnet18_v2)", choices=BACKBONES)
+    head: str = option('32s', "'32s' (the chapter) or the FCN paper's skip "
+                       'nets', choices=HEADS)
+    upsampler_init: str = option('bilinear', 'how the transposed '
+                                 "convolutions start (the chapter's: "
+                                 'bilinear)', choices=UPSAMPLER_INITS)
+    classes: tuple = option(None, "class names, comma-separated, in index "
+                            "order (default: the data's classes.txt, else "
+                            "VOC's 21)", parse=parse_classes)
+    labels: str = option('d2l', "'d2l': the VOC border is background (the "
+                         "textbook); 'voc': it is ignored",
+                         choices=LABEL_CONVENTIONS)
+    flip: bool = option(False, 'augment with random horizontal flips '
+                        '(the chapter: off)')
+    scale: tuple = option(None, 'augment with random rescaling LOW,HIGH '
+                          'before the crop, e.g. 0.5,2.0 (the chapter: '
+                          'off)', parse=parse_scale, metavar='LOW,HIGH')
+    seed: int = option(0, 'seed of every random generator')
+    num_workers: int = option(0, 'data loader processes', flag='--workers')
+    hybridize: bool = option(True, 'compile the net into a graph (turn '
+                             'off with --no-hybridize)')
+    chapter_layers: bool = option(False, "the chapter's Conv2DTranspose "
+                                  'and loss instead of the fast CPU '
+                                  'operators (same values, slower)')
+    data_dir: str = option('data', "where 'synthetic' and 'voc2012' are "
+                           'kept')
+    synth_train: int = option(200, 'synthetic training images')
+    synth_val: int = option(50, 'synthetic validation images')
+    synth_scale: float = option(1.0, 'scale of the synthetic image sizes '
+                                '(the demo: 0.5)')
+    kvstore: str = option('device', "where gradients meet: 'device', "
+                          "'local', or MXNet's parameter server (dist_*, "
+                          'in a job started by gluon-fcn launch)',
+                          choices=KVSTORES)
+
+    @classmethod
+    def from_json(cls, path):
+        """The config a run folder saved."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in load_json(path).items() if k in fields}
+        values['crop'] = tuple(values.get('crop', cls.crop))
+        values['scale'] = values.get('scale') and tuple(values['scale'])
+        values['classes'] = tuple(values.get('classes') or VOC_CLASSES)
+        return cls(**values)
+
+    def to_dict(self):
+        d = dataclasses.asdict(self)
+        d.update(crop=list(self.crop),
+                 classes=self.classes and list(self.classes))
+        return d
+
+
+def flag_of(field):
+    return field.metadata.get('flag') or \
+        '--' + field.name.replace('_', '-')
+
+
+def add_config_args(parser, config_class=TrainConfig, names=None):
+    """One flag per field of `config_class` (or of `names`), with its
+    default and help; values stay strings where a `parse` applies, and
+    `config_from_args` parses them."""
+    for f in dataclasses.fields(config_class):
+        if names is not None and f.name not in names:
+            continue
+        meta, flag = f.metadata, flag_of(f)
+        if f.type == 'bool' or isinstance(f.default, bool):
+            if f.default:
+                parser.add_argument(f'--no-{flag[2:]}', dest=f.name,
+                                    action='store_false', help=meta['help'])
+            else:
+                parser.add_argument(flag, dest=f.name, action='store_true',
+                                    help=meta['help'])
+            continue
+        kwargs = {'default': f.default, 'help': meta['help'],
+                  'dest': f.name}
+        if 'parse' in meta:
+            kwargs['type'] = str
+            if f.default is not None:
+                kwargs['default'] = ','.join(map(str, f.default))
+        elif f.default is not None:
+            kwargs['type'] = type(f.default)
+        else:
+            kwargs['type'] = str
+        for key in ('choices', 'metavar'):
+            if key in meta:
+                kwargs[key] = meta[key]
+        parser.add_argument(flag, **kwargs)
+
+
+def config_from_args(args, config_class=TrainConfig):
+    """The config of the fields `args` has, values parsed."""
+    values = {}
+    for f in dataclasses.fields(config_class):
+        if not hasattr(args, f.name):
+            continue
+        value = getattr(args, f.name)
+        if 'parse' in f.metadata and isinstance(value, str):
+            value = f.metadata['parse'](value, flag_of(f))
+        values[f.name] = value
+    return config_class(**values)

@@ -1,0 +1,292 @@
+"""A training run as a folder: config, checkpoints, resume, final files.
+
+The run folder holds `config.json`, `log.txt` (a line per epoch),
+`checkpoints/epoch-NNNN.{params,states,devices,json}`, `fcn.params` (final;
+legacy NDArray format, loadable with MXNet's NumPy mode on or off),
+`curves.png`, `predictions.png` and `metrics.json`. Every file is written
+atomically; the checkpoint's JSON is written last and marks it complete.
+"""
+import dataclasses
+import glob
+import os
+import shutil
+
+import mxnet as mx
+from mxnet import gluon
+
+from .. import fast
+from ..core.arrays import zeros
+from ..core.checkpoint import (load_device_copies, save_device_copies,
+                               save_params)
+from ..core.dataset import (SegDataset, example_paths, no_image_fits,
+                            read_image, read_split, resolve_data)
+from ..core.evaluate import evaluate_images
+from ..core.files import atomic_path, load_json, remove_temporaries
+from ..core.files import save_json
+from ..core.labels import class_colours, resolve_classes
+from ..core.model import build_fcn
+from ..core.predict import colorize, predict_image
+from ..core.training import (History, NonFiniteLoss, examples_per_sec,
+                             fit_epochs, format_epoch, format_summary,
+                             make_loss, seed_everything)
+from ..dist import worker as dist
+from ..errors import FCNError
+from . import figures
+from .checks import check_dataset
+from .config import TrainConfig
+
+
+def parse_devices(spec, flag='--devices'):
+    """'auto' -> every GPU, else the CPU; 'cpu:0,cpu:1' -> two CPU contexts.
+    """
+    num_gpus = mx.context.num_gpus()
+    if spec == 'auto':
+        return [mx.gpu(i) for i in range(num_gpus)] or [mx.cpu()]
+    devices = []
+    for item in spec.split(','):
+        kind, _, index = item.strip().partition(':')
+        if kind not in ('cpu', 'gpu') or not (index or '0').isdigit():
+            raise FCNError(f'{flag}: cannot read {item!r} '
+                           '(write e.g. cpu:0,cpu:1 or gpu:0)')
+        i = int(index or 0)
+        if kind == 'gpu' and i >= num_gpus:
+            raise FCNError(f'{flag}: {item} does not exist here '
+                           f'({num_gpus} GPUs visible to MXNet)')
+        devices.append(mx.gpu(i) if kind == 'gpu' else mx.cpu(i))
+    return devices
+
+
+def data_folder(config, progress=True):
+    """The VOC-layout folder behind `config.data`, made or fetched once."""
+    try:
+        return resolve_data(config.data, config.data_dir, config.synth_train,
+                            config.synth_val, config.synth_scale, progress)
+    except FCNError as e:
+        raise FCNError(f'--data: {e}') from e
+
+
+def make_loaders(config, voc_dir, index_labels=False, kvstore='device'):
+    """d2l's load_data_voc on `voc_dir`, with the config's settings; with
+    a distributed `kvstore`, the training set is this worker's shard."""
+    loaders = []
+    for is_train in (True, False):
+        dataset = SegDataset(
+            is_train, config.crop, voc_dir, config.labels, index_labels,
+            flip=config.flip and is_train, scale=is_train and config.scale)
+        split = 'train' if is_train else 'val'
+        if not len(dataset):  # d2l would go on with an empty dataset
+            raise FCNError(no_image_fits(voc_dir, split, config.crop,
+                                         dataset.sizes))
+        if len(dataset) < config.batch_size:
+            raise FCNError(
+                f'{voc_dir}: the {split} split has {len(dataset)} images of '
+                f'at least {config.crop[0]}x{config.crop[1]}, fewer than '
+                f'--batch-size {config.batch_size}')
+        sampler = (dist.shard_sampler(len(dataset), config.batch_size,
+                                      kvstore) if is_train else None)
+        loaders.append(gluon.data.DataLoader(
+            dataset, config.batch_size, shuffle=is_train and sampler is None,
+            sampler=sampler, last_batch='discard',
+            num_workers=config.num_workers))
+    return loaders
+
+
+def check_run_dir(out, resume=False, overwrite=False):
+    """Refuse to overwrite a run silently or to resume what is not one."""
+    if os.path.isdir(out) and os.listdir(out) and not (resume or overwrite):
+        raise FCNError(f'--out {out} already holds files: pass --resume '
+                       'to continue that run or --overwrite to replace')
+    if resume and not os.path.isfile(os.path.join(out, 'config.json')):
+        raise FCNError(f'--resume: {out} is not a run (no config.json)')
+
+
+def prepare_run_dir(out, resume=False, overwrite=False):
+    """`check_run_dir`, then clear the run with `overwrite` and make it."""
+    check_run_dir(out, resume, overwrite)
+    if overwrite and not resume and os.path.isdir(out):
+        shutil.rmtree(out)
+    os.makedirs(os.path.join(out, 'checkpoints'), exist_ok=True)
+    for folder in (out, os.path.join(out, 'checkpoints')):
+        remove_temporaries(folder)
+
+
+def checkpoint_paths(out, epoch):
+    stem = os.path.join(out, 'checkpoints', f'epoch-{epoch:04d}')
+    return tuple(stem + ext for ext in ('.params', '.states', '.devices',
+                                        '.json'))
+
+
+def save_checkpoint(out, epoch, net, trainer, history):
+    params, states, devices, meta = checkpoint_paths(out, epoch)
+    with atomic_path(params) as tmp:
+        save_params(net, tmp)
+    with atomic_path(states) as tmp:
+        trainer.save_states(tmp)
+    with atomic_path(devices) as tmp:
+        save_device_copies(net, tmp)
+    save_json({'epoch': epoch, 'points': history.points,
+               'epochs': history.epochs}, meta)
+
+
+def load_last_checkpoint(out, net, trainer):
+    """Restore the newest complete checkpoint; return (epoch, History)."""
+    metas = sorted(glob.glob(os.path.join(out, 'checkpoints',
+                                          'epoch-*.json')))
+    if not metas:
+        return 0, History()
+    meta = load_json(metas[-1])
+    params, states, devices, _ = checkpoint_paths(out, meta['epoch'])
+    try:
+        net.load_parameters(params, ctx=list_ctx(net))
+        trainer.load_states(states)
+    except Exception as e:  # MXNetError, OSError: a damaged checkpoint
+        raise FCNError(f'--resume: cannot load {params} and {states}') from e
+    load_device_copies(net, devices)
+    points = [tuple(p) for p in meta['points']]
+    return meta['epoch'], History(points, meta['epochs'])
+
+
+def list_ctx(net):
+    return list(net.collect_params().values())[0].list_ctx()
+
+
+def write_epoch_files(out, config, history):
+    """log.txt and curves.png, rewritten whole from the history."""
+    with atomic_path(os.path.join(out, 'log.txt')) as tmp:
+        with open(tmp, 'w') as f:
+            f.writelines(format_epoch(r) + '\n' for r in history.epochs)
+    figures.save_curves(history.points, config.epochs,
+                        os.path.join(out, 'curves.png'))
+
+
+def build_net(config, devices=(mx.cpu(),), pretrained=None):
+    """The run's FCN on `devices`: the chapter's layers, computed by the
+    fast CPU operators unless `config.chapter_layers` (or a GPU)."""
+    net = build_fcn(len(config.classes), config.backbone, config.head,
+                    config.pretrained if pretrained is None else pretrained,
+                    config.model_root,
+                    upsampler_init=config.upsampler_init)
+    if not config.chapter_layers and \
+            all(d.device_type == 'cpu' for d in devices):
+        fast.accelerate(net)
+    net.collect_params().reset_ctx(list(devices))
+    return net
+
+
+def fit(config, resume=False, overwrite=False, progress=True):
+    """Train an FCN as the chapter does and fill the run folder `config.out`.
+
+    With `resume`, continue from the run's newest complete checkpoint.
+    With a distributed `config.kvstore`, this process is one worker: it
+    trains on its shard, rank 0 alone writes the run folder, and each
+    worker prints a checksum of its final parameters. Works in either
+    MXNet mode.
+    """
+    out = config.out
+    kvstore = dist.create_kvstore(config.kvstore)
+    rank, num_workers = dist.rank_of(kvstore)
+    progress = progress and num_workers == 1  # no bars through the job
+    if resume and num_workers > 1:
+        raise FCNError(f'--resume: not supported with --kvstore '
+                       f'{config.kvstore}')
+    if rank == 0:
+        check_run_dir(out, resume, overwrite)
+    devices = parse_devices(config.devices)
+    voc_dir = data_folder(config, progress)
+    classes, index_labels = resolve_classes(config.classes, voc_dir)
+    config = dataclasses.replace(config, classes=classes)
+    check_dataset(voc_dir, config.crop, len(classes), config.labels,
+                  index_labels, progress)
+    seed_everything(config.seed)
+    train_iter, test_iter = make_loaders(config, voc_dir, index_labels,
+                                         kvstore)
+    if rank == 0:  # only once the data is good
+        prepare_run_dir(out, resume, overwrite)
+    net = build_net(config, devices)
+    if config.hybridize:  # static memory trains ~20% faster, and with
+        # the fused loss it peaks below the chapter layers (benchmarks/)
+        net.hybridize(static_alloc=True)
+    loss = (make_loss if config.chapter_layers else fast.make_loss)(
+        config.labels)
+    trainer = dist.make_trainer(net.collect_params(), config.lr, config.wd,
+                                kvstore)
+    start_epoch, history = (load_last_checkpoint(out, net, trainer)
+                            if resume else (0, History()))
+    if start_epoch:  # log.txt as of the checkpoint, whenever the kill came
+        write_epoch_files(out, config, history)
+    if rank == 0:
+        save_json(config.to_dict(), os.path.join(out, 'config.json'))
+
+    def on_epoch_end(epoch, history):
+        save_checkpoint(out, epoch, net, trainer, history)
+        write_epoch_files(out, config, history)
+
+    try:
+        history = fit_epochs(
+            net, train_iter, test_iter, loss, trainer, config.epochs,
+            devices, history=history, start_epoch=start_epoch,
+            on_epoch_end=on_epoch_end if rank == 0 else None,
+            seed=config.seed, progress=progress, num_workers=num_workers)
+    except NonFiniteLoss as e:
+        raise FCNError(f'{e} (a lower --lr may help)') from e
+    if history.epochs:
+        print(format_summary(history, devices, num_workers))
+    if dist.is_distributed(kvstore):
+        dist.report_params(net, kvstore)
+        if rank:
+            return dict(history.epochs[-1], rank=rank)
+    with atomic_path(os.path.join(out, 'fcn.params')) as tmp:
+        save_params(net, tmp)
+    if config.hybridize:  # training is over: fuse for the final passes
+        fast.optimize_for_inference(
+            net, zeros((1, 3) + config.crop, ctx=devices[0]),
+            quadrants=False)
+    save_prediction_figure(net, voc_dir, config,
+                           os.path.join(out, 'predictions.png'), devices[0])
+    whole, _ = evaluate_images(net, voc_dir, 'val', config.classes,
+                               config.labels, config.crop, ctx=devices[0],
+                               progress=progress)
+    metrics = dict(history.epochs[-1], devices=str(devices),
+                   examples_per_sec=examples_per_sec(history),
+                   val_whole_image=whole)
+    save_json(metrics, os.path.join(out, 'metrics.json'))
+    return metrics
+
+
+def save_prediction_figure(net, voc_dir, config, path, ctx, n=4):
+    """The chapter's last figure on the first `n` validation images, each
+    cropped at the top left to the crop size where it is larger."""
+    images, preds, labels = [], [], []
+    colours = class_colours(len(config.classes))
+    for name in read_split(voc_dir, 'val')[:n]:
+        image_path, label_path = example_paths(voc_dir, name)
+        h, w = config.crop
+        img = read_image(image_path)[:h, :w]
+        images.append(img)
+        preds.append(colorize(predict_image(net, img, ctx), colours))
+        labels.append(read_image(label_path)[:h, :w])
+    figures.save_prediction_grid(images, preds, labels, path)
+
+
+def load_run(run_dir, ctx=None, flag='--run'):
+    """The trained net of a run folder, made fast for inference
+    (`optimize_for_inference`: train it no further), and its config, in
+    the flavour of the MXNet mode in force."""
+    config_path = os.path.join(run_dir, 'config.json')
+    params = os.path.join(run_dir, 'fcn.params')
+    if not os.path.isfile(config_path):
+        raise FCNError(f'{flag} {run_dir}: not a run folder (no '
+                       'config.json)')
+    if not os.path.isfile(params):
+        raise FCNError(f'{flag} {run_dir}: no fcn.params (did training '
+                       'finish? continue it with train --resume)')
+    config = TrainConfig.from_json(config_path)
+    ctx = ctx or mx.cpu()
+    net = build_net(config, [ctx], pretrained=False)
+    try:
+        net.load_parameters(params, ctx=ctx)
+    except Exception as e:  # MXNetError, AssertionError: not our params
+        raise FCNError(f'{flag} {run_dir}: cannot load {params}') from e
+    fast.optimize_for_inference(net, zeros((1, 3) + config.crop, ctx=ctx),
+                                quadrants=False)
+    return net, config

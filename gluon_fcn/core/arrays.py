@@ -1,0 +1,55 @@
+"""The two flavours of MXNet array, chosen by the caller's mode.
+
+MXNet 1.9 has legacy `NDArray`s and, with NumPy mode on (`npx.set_np()`),
+`mxnet.numpy` arrays; a block's parameters take the flavour of the mode
+they are initialised in, and operators refuse the other flavour. The
+package never switches the mode itself: these helpers make arrays in the
+mode in force and convert between flavours where an operator exists in
+one only.
+"""
+import mxnet as mx
+from mxnet import util
+
+
+def numpy_mode():
+    """Whether MXNet's NumPy array semantics are on in this thread."""
+    return util.is_np_array()
+
+
+def is_numpy(x):
+    """Whether `x` is an `mxnet.numpy` array (or symbol)."""
+    return isinstance(x, (mx.np.ndarray, mx.sym.np._Symbol))
+
+
+def zeros(shape, ctx=None, dtype='float32'):
+    """Zeros in the flavour of the current mode."""
+    module = mx.np if numpy_mode() else mx.nd
+    return module.zeros(shape, ctx=ctx, dtype=dtype)
+
+
+def array(obj, ctx=None, dtype=None):
+    """`obj` (NumPy or MXNet) as an array of the current mode's flavour."""
+    if hasattr(obj, 'asnumpy'):
+        obj = obj.asnumpy()
+    module = mx.np if numpy_mode() else mx.nd
+    return module.array(obj, ctx=ctx, dtype=dtype)
+
+
+def as_numpy(x):
+    """`x` as an `mxnet.numpy` array or symbol (no copy)."""
+    return x if is_numpy(x) else x.as_np_ndarray()
+
+
+def as_legacy(x):
+    """`x` as a legacy `NDArray` or symbol (no copy)."""
+    return x.as_nd_ndarray() if is_numpy(x) else x
+
+
+def like(x, ref):
+    """`x` in the flavour of `ref` (no copy)."""
+    return as_numpy(x) if is_numpy(ref) else as_legacy(x)
+
+
+def to_mode(x):
+    """`x` in the flavour of the current mode (no copy)."""
+    return as_numpy(x) if numpy_mode() else as_legacy(x)

@@ -1,0 +1,3 @@
+"""Distributed training on MXNet's parameter server: the worker's side
+(`worker`) and `gluon-fcn launch` (`launch`).
+"""
