@@ -1,0 +1,1 @@
+"""Beyond the book, pure MXNet: the layer above gluon_fcn.d2l and v1."""
