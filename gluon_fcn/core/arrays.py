@@ -8,6 +8,7 @@ mode in force and convert between flavours where an operator exists in
 one only.
 """
 import mxnet as mx
+import numpy as onp
 from mxnet import util
 
 
@@ -43,6 +44,16 @@ def as_numpy(x):
 def as_legacy(x):
     """`x` as a legacy `NDArray` or symbol (no copy)."""
     return x.as_nd_ndarray() if is_numpy(x) else x
+
+
+def legacy(X):
+    """`X` as a legacy NDArray: `mxnet.numpy` arrays are viewed, NumPy
+    arrays copied (floats as float32, integers kept)."""
+    if isinstance(X, (mx.np.ndarray, mx.nd.NDArray)):
+        return as_legacy(X)
+    X = onp.asarray(X)
+    return mx.nd.array(X, dtype='float32' if X.dtype.kind == 'f'
+                       else X.dtype)
 
 
 def like(x, ref):

@@ -11,7 +11,7 @@ import os
 from mxnet import image, nd
 from mxnet.gluon import data as gdata
 
-from ..download import download_voc
+from ..d2l.download import download_voc
 
 VOC_CLASSES = ['background', 'aeroplane', 'bicycle', 'bird', 'boat',
                'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
@@ -41,7 +41,7 @@ def download_voc_pascal(data_dir='../data'):
     sha1. Unlike d2lzh, the tar goes through a temporary file checked
     against the sha1, members that would land outside `data_dir` are
     refused, and a folder already extracted is not extracted again
-    (`gluon_fcn.download`).
+    (`gluon_fcn.d2l.download`).
 
     Parameters
     ----------
