@@ -14,7 +14,7 @@ import tarfile
 import mxnet as mx
 import numpy as onp
 import pytest
-from mxnet import gluon, image, init, nd, npx
+from mxnet import gluon, image, init, nd
 from mxnet.gluon import data as gdata, loss as gloss, model_zoo, nn
 
 from gluon_fcn import v1
@@ -25,14 +25,8 @@ EPOCH_LINE = (r'epoch \d+, loss \d+\.\d{4}, train acc \d\.\d{3}, '
               r'test acc \d\.\d{3}, time \d+\.\d sec')
 
 
-@pytest.fixture(autouse=True)
-def legacy_mode():
-    """The v1 API is legacy ``nd``: NumPy mode off, then as found."""
-    was = mx.util.is_np_array()
-    npx.reset_np()
-    yield
-    if was:
-        npx.set_np()
+# the v1 API is legacy ``nd``: every test runs with NumPy mode off
+pytestmark = pytest.mark.usefixtures('legacy_mode')
 
 
 @pytest.fixture(scope='module')
@@ -326,7 +320,6 @@ def test_import_leaves_pyplot_and_numpy_mode_alone():
     code = ('import sys\n'
             'import gluon_fcn\n'
             'import mxnet as mx\n'
-            'mx.npx.reset_np()\n'
             'import gluon_fcn.v1\n'
             'assert "matplotlib.pyplot" not in sys.modules\n'
             'assert not mx.util.is_np_array()\n'
