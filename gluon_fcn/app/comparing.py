@@ -22,7 +22,10 @@ def write_comparison(result, rows, out):
               for key, what in (('loss', 'train loss'),
                                 ('acc', 'train accuracy'))}
     figures.save_panels([r['step'] for r in steps], panels, 'step',
-                        os.path.join(out, 'compare.png'))
+                        os.path.join(out, 'compare.png'),
+                        title=f'MXNet Gluon and PyTorch, '
+                              f'{result["settings"]} settings, '
+                              f'{result["dtype"]}')
     return result
 
 

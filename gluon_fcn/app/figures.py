@@ -1,4 +1,7 @@
-"""Every PNG the project writes: curves, prediction grids and overlays.
+"""Every PNG the project writes: curves, prediction grids, overlays, IoU
+bars and comparison panels, each with a title, axis labels and a legend
+(of the classes present, by colour and name, where masks are shown), so
+it can go on a slide as it is.
 
 Figures are drawn on matplotlib's Agg canvas directly, never through
 pyplot, so the package needs no display and leaves the backend of a
@@ -9,16 +12,18 @@ import os
 import numpy as onp
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image
+
+from matplotlib.patches import Patch
 
 from ..core.dataset import example_paths, read_image
 from ..core.evaluate import read_label
 from ..core.files import atomic_path, save_json
-from ..core.labels import class_colours
+from ..core.labels import IGNORE_LABEL, VOC_BORDER, class_colours
 from ..core.predict import colorize, predict_mask
 
 CURVE_LEGEND = ('train loss', 'train acc', 'test acc')
 CURVE_FMTS = ('-', 'm--', 'g-.')  # d2l Animator's
+ROW_TITLES = ('image', 'prediction', 'label')
 
 
 def subplots(nrows=1, ncols=1, **kwargs):
@@ -33,75 +38,126 @@ def _save(fig, path):
         fig.savefig(tmp, format='png', dpi=100, bbox_inches='tight')
 
 
-def save_curves(points, num_epochs, path):
-    """The chapter's Animator plot (train loss, train acc, test acc).
+def _to_numpy(x):
+    return x.asnumpy() if hasattr(x, 'asnumpy') else onp.asarray(x)
 
-    `points` are (x, loss, train acc, test acc) tuples, None for no value.
+
+def save_curves(points, epochs, num_epochs, path, title='Training'):
+    """The chapter's Animator plot (train loss, train acc, test acc) and
+    the test mIoU that training prints, over epochs.
+
+    `points` are (x, loss, train acc, test acc) tuples, None for no
+    value; `epochs` the per-epoch records (with 'epoch', 'test_miou').
     """
-    fig, ax = subplots(figsize=(3.5, 2.5))
+    fig, ax = subplots(figsize=(4.5, 3))
     for k, (label, fmt) in enumerate(zip(CURVE_LEGEND, CURVE_FMTS)):
         xy = [(p[0], p[k + 1]) for p in points if p[k + 1] is not None]
         if xy:
             ax.plot(*zip(*xy), fmt, label=label)
+    miou = [(r['epoch'], r['test_miou']) for r in epochs
+            if r.get('test_miou') == r.get('test_miou')]  # not NaN
+    if miou:
+        ax.plot(*zip(*miou), 'c:', marker='.', label='test mIoU')
     ax.set_xlabel('epoch')
+    ax.set_ylabel('loss; accuracy and mIoU (0-1)')
     ax.set_xlim([1, num_epochs] if num_epochs > 1 else [0, 1])
     ax.set_ylim([0, max([1.0] + [p[1] for p in points if p[1]])])
-    ax.legend()
+    ax.set_title(title)
+    ax.legend(fontsize=8)
     ax.grid()
     _save(fig, path)
 
 
-def show_images(imgs, num_rows, num_cols, path, titles=None, scale=2):
-    """d2l's `show_images`, to a PNG: a grid of (H, W, 3) uint8 images."""
-    fig, axes = subplots(num_rows, num_cols, squeeze=False,
-                             figsize=(num_cols * scale, num_rows * scale))
-    for i, ax in enumerate(axes.flatten()):
-        ax.axis('off')
-        if i < len(imgs):
-            ax.imshow(_to_numpy(imgs[i]))
-            if titles:
-                ax.set_title(titles[i], fontsize=8)
+def class_legend(fig, masks, classes, colours):
+    """A legend below `fig` of the classes present in `masks` (class
+    index arrays), with their colours and names; VOC's void 255 too."""
+    present = sorted(set().union(*(onp.unique(_to_numpy(m)).tolist()
+                                   for m in masks)))
+    handles = [Patch(color=onp.array(colours[i]) / 255, label=classes[i])
+               for i in present if i < len(classes)]
+    if IGNORE_LABEL in present:
+        handles.append(Patch(color=onp.array(VOC_BORDER) / 255,
+                             label='void (ignored)'))
+    if handles:
+        fig.legend(handles=handles, loc='lower center', frameon=False,
+                   ncol=min(len(handles), 6), fontsize=8,
+                   bbox_to_anchor=(0.5, -0.02 - 0.04 * (len(handles) // 7)))
+
+
+def save_prediction_grid(images, preds, labels, path, classes,
+                         titles=None, title='Predictions', colours=None):
+    """The chapter's last figure: a column per image; rows titled image,
+    prediction, label; a legend of the classes present.
+
+    `preds` and `labels` are (H, W) class indices; `titles` one per
+    column."""
+    colours = colours or class_colours()
+    n = len(images)
+    fig, axes = subplots(3, n, squeeze=False, figsize=(2.2 * n, 6.6))
+    rows = (images, [colorize(p, colours) for p in preds],
+            [colorize(y, colours) for y in labels])
+    for r, (row, name) in enumerate(zip(rows, ROW_TITLES)):
+        for c, img in enumerate(row):
+            ax = axes[r][c]
+            ax.imshow(_to_numpy(img))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name, fontsize=10)
+            if r == 0 and titles:
+                ax.set_title(titles[c], fontsize=8)
+    fig.suptitle(title)
+    class_legend(fig, list(preds) + list(labels), classes, colours)
     _save(fig, path)
 
 
-def save_prediction_grid(images, preds, labels, path, titles=None):
-    """The chapter's last figure: images, predictions, labels in 3 rows."""
-    show_images(list(images) + list(preds) + list(labels), 3, len(images),
-                path, titles=titles)
-
-
-def save_iou_bars(per_class_iou, path):
+def save_iou_bars(per_class_iou, path, title='IoU per class'):
     """A bar per class of its IoU; classes without pixels are marked."""
     names = list(per_class_iou)
     values = [per_class_iou[k] for k in names]
     fig, ax = subplots(figsize=(max(4, 0.45 * len(names)), 3))
-    ax.bar(range(len(names)), [v or 0 for v in values], color='tab:blue')
+    ax.bar(range(len(names)), [v or 0 for v in values], color='tab:blue',
+           label='IoU (n/a: class absent from labels and predictions)')
     for i, v in enumerate(values):
         ax.text(i, (v or 0) + 0.01, 'n/a' if v is None else f'{v:.2f}',
                 ha='center', fontsize=7)
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=60, ha='right', fontsize=8)
-    ax.set_ylim([0, 1.1])
+    ax.set_ylim([0, 1.15])
+    ax.set_xlabel('class')
     ax.set_ylabel('IoU')
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc='upper right')
     _save(fig, path)
 
 
-def save_overlay(img, colored, path, alpha=0.5, where=None):
-    """Blend a colour mask over an image (only `where`, an (H, W) bool
-    array, if given: e.g. not over the background) and write a PNG."""
-    img, colored = _to_numpy(img), _to_numpy(colored)
-    mix = img * (1 - alpha) + colored * alpha
-    if where is not None:
-        mix = onp.where(_to_numpy(where)[..., None], mix, img)
-    with atomic_path(path) as tmp:
-        Image.fromarray(mix.round().astype(onp.uint8)).save(tmp, 'PNG')
+def blend(img, mask, colours, alpha=0.5):
+    """(H, W, 3) uint8: the mask's colours blended over the image where
+    the class is not 0 (background), the image as it is elsewhere."""
+    img, mask = _to_numpy(img), _to_numpy(mask)
+    mix = img * (1 - alpha) + colorize(mask, colours) * alpha
+    mix = onp.where((mask != 0)[..., None], mix, img)
+    return mix.round().astype(onp.uint8)
 
 
-def _to_numpy(x):
-    return x.asnumpy() if hasattr(x, 'asnumpy') else onp.asarray(x)
+def save_overlay(img, mask, path, classes, title=None, alpha=0.5,
+                 colours=None):
+    """The mask's colours blended over the image (not over the
+    background, class 0), titled, with a legend of the classes present.
+    """
+    colours = colours or class_colours()
+    mask = _to_numpy(mask)
+    h, w = mask.shape
+    fig, ax = subplots(figsize=(6, 6 * h / w + 0.6))
+    ax.imshow(blend(img, mask, colours, alpha))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title or os.path.basename(path))
+    class_legend(fig, [mask], classes, colours)
+    _save(fig, path)
 
 
-def save_panels(x, panels, xlabel, path):
+def save_panels(x, panels, xlabel, path, title=None):
     """Side-by-side panels of named curves over a shared x axis.
 
     `panels` maps a panel title to {curve name: values}; the first curve
@@ -109,14 +165,28 @@ def save_panels(x, panels, xlabel, path):
     """
     fig, axes = subplots(1, len(panels), squeeze=False,
                          figsize=(4 * len(panels), 3))
-    for ax, (title, curves) in zip(axes[0], panels.items()):
-        for k, (name, values) in enumerate(curves.items()):
-            ax.plot(x, values, '-' if k == 0 else '--', label=name)
-        ax.set_title(title)
+    for ax, (name, curves) in zip(axes[0], panels.items()):
+        for k, (label, values) in enumerate(curves.items()):
+            ax.plot(x, values, '-' if k == 0 else '--', label=label)
+        ax.set_title(name)
         ax.set_xlabel(xlabel)
-        ax.legend()
+        ax.set_ylabel(name)
+        ax.legend(fontsize=8)
         ax.grid()
+    if title:
+        fig.suptitle(title)
     _save(fig, path)
+
+
+def best_and_worst(scores, n=3):
+    """(best, worst): up to `n` (name, mIoU) each, best first and worst
+    first, never the same image in both (a small split is shared out);
+    an image with no valid pixel (NaN) ranks lowest."""
+    ranked = sorted(scores, key=lambda s: s[1] if s[1] == s[1] else -1)
+    num_best = min(n, (len(ranked) + 1) // 2)
+    num_worst = min(n, len(ranked) - num_best)
+    best = ranked[len(ranked) - num_best:][::-1]
+    return best, ranked[:num_worst]
 
 
 def save_eval_report(net, voc_dir, metrics, scores, json_path, classes,
@@ -127,18 +197,19 @@ def save_eval_report(net, voc_dir, metrics, scores, json_path, classes,
     `<stem>_best_worst.png`."""
     save_json(metrics, json_path)
     stem = os.path.splitext(json_path)[0]
-    save_iou_bars(metrics['per_class_iou'], f'{stem}_iou.png')
-    # best first, then worst; an image with no valid pixel ranks lowest
-    ranked = sorted(scores, key=lambda s: s[1] if s[1] == s[1] else -1)
-    chosen = ranked[-n:][::-1] + ranked[:n]
-    colours = class_colours()
+    save_iou_bars(metrics['per_class_iou'], f'{stem}_iou.png',
+                  title=f'IoU per class, {metrics["split"]} split '
+                        f'(mIoU {metrics["mean_iou"]:.3f})')
+    best, worst = best_and_worst(scores, n)
     images, preds, truths, titles = [], [], [], []
-    for name, miou in chosen:
+    for rank, (name, miou) in [(f'best {i + 1}', s) for i, s in
+                               enumerate(best)] + \
+            [(f'worst {i + 1}', s) for i, s in enumerate(worst)]:
         img = read_image(example_paths(voc_dir, name)[0])
-        pred = predict_mask(net, img, window, stride, ctx)
         images.append(img)
-        preds.append(colorize(pred, colours))
-        truths.append(colorize(read_label(voc_dir, name, labels), colours))
-        titles.append(f'{name} mIoU {miou:.2f}')
+        preds.append(predict_mask(net, img, window, stride, ctx))
+        truths.append(read_label(voc_dir, name, labels))
+        titles.append(f'{rank}: {name}\nmIoU {miou:.2f}')
     save_prediction_grid(images, preds, truths, f'{stem}_best_worst.png',
-                         titles=titles + [''] * (2 * len(titles)))
+                         classes, titles, title='Best and worst images by '
+                         'mean IoU (whole images)')

@@ -10,7 +10,7 @@ from ..core.dataset import SegDataset
 from ..core.evaluate import evaluate_images
 from ..core.files import save_json
 from ..core.labels import class_colours, resolve_classes, save_label_png
-from ..core.predict import colorize, predict_mask
+from ..core.predict import predict_mask
 from ..core.training import evaluate, seed_everything
 from ..errors import FCNError
 from . import figures
@@ -19,14 +19,14 @@ from .runs import data_folder, load_run, parse_devices
 
 
 def predict_files(net, classes, paths, out_dir, window, stride=None,
-                  ctx=None):
+                  ctx=None, colours=None):
     """Segment image files whole, by sliding windows: `out_dir/<stem>.png`
     (palette PNG of class indices, the image's size) and
     `<stem>_overlay.png`; print the classes found. An unreadable (or
     truncated) file is reported and skipped; returns how many failed.
     """
     failed = 0
-    colours = class_colours(len(classes))
+    colours = colours or class_colours()
     for path in paths:
         try:
             img = read_checked_image(path)
@@ -38,9 +38,10 @@ def predict_files(net, classes, paths, out_dir, window, stride=None,
         stem = os.path.join(out_dir, os.path.splitext(
             os.path.basename(path))[0])
         save_label_png(mask, stem + '.png')
-        figures.save_overlay(img, colorize(mask, colours),
-                             stem + '_overlay.png', where=mask != 0)
         found = [classes[i] for i in sorted(set(mask.ravel()))]
+        figures.save_overlay(img, mask, stem + '_overlay.png', classes,
+                             f'{os.path.basename(path)}: predicted classes',
+                             colours=colours)
         print(f'{path}: {", ".join(found)}')
     return failed
 

@@ -20,12 +20,12 @@ from ..core.checkpoint import (load_device_copies, save_device_copies,
                                save_params)
 from ..core.dataset import (SegDataset, example_paths, no_image_fits,
                             read_image, read_split, resolve_data)
-from ..core.evaluate import evaluate_images
+from ..core.evaluate import evaluate_images, read_label
 from ..core.files import atomic_path, load_json, remove_temporaries
 from ..core.files import save_json
-from ..core.labels import class_colours, resolve_classes
+from ..core.labels import resolve_classes
 from ..core.model import build_fcn
-from ..core.predict import colorize, predict_image
+from ..core.predict import predict_image
 from ..core.training import (History, NonFiniteLoss, examples_per_sec,
                              fit_epochs, format_epoch, format_summary,
                              make_loss, seed_everything)
@@ -155,8 +155,10 @@ def write_epoch_files(out, config, history):
     with atomic_path(os.path.join(out, 'log.txt')) as tmp:
         with open(tmp, 'w') as f:
             f.writelines(format_epoch(r) + '\n' for r in history.epochs)
-    figures.save_curves(history.points, config.epochs,
-                        os.path.join(out, 'curves.png'))
+    figures.save_curves(history.points, history.epochs, config.epochs,
+                        os.path.join(out, 'curves.png'),
+                        title=f'{config.backbone} FCN-{config.head}, lr '
+                              f'{config.lr:g}, batch {config.batch_size}')
 
 
 def build_net(config, devices=(mx.cpu(),), pretrained=None):
@@ -257,15 +259,17 @@ def save_prediction_figure(net, voc_dir, config, path, ctx, n=4):
     """The chapter's last figure on the first `n` validation images, each
     cropped at the top left to the crop size where it is larger."""
     images, preds, labels = [], [], []
-    colours = class_colours(len(config.classes))
-    for name in read_split(voc_dir, 'val')[:n]:
-        image_path, label_path = example_paths(voc_dir, name)
-        h, w = config.crop
-        img = read_image(image_path)[:h, :w]
+    names = read_split(voc_dir, 'val')[:n]
+    h, w = config.crop
+    for name in names:
+        img = read_image(example_paths(voc_dir, name)[0])[:h, :w]
         images.append(img)
-        preds.append(colorize(predict_image(net, img, ctx), colours))
-        labels.append(read_image(label_path)[:h, :w])
-    figures.save_prediction_grid(images, preds, labels, path)
+        preds.append(predict_image(net, img, ctx))
+        labels.append(read_label(voc_dir, name, config.labels)[:h, :w])
+    figures.save_prediction_grid(
+        images, preds, labels, path, config.classes, names,
+        title=f'Validation images (top-left {h}x{w}), {config.labels} '
+              'labels')
 
 
 def load_run(run_dir, ctx=None, flag='--run'):

@@ -22,7 +22,6 @@ Functions taking arrays accept NumPy arrays, legacy NDArrays and
 """
 import math
 
-import mxnet as mx
 import numpy as onp
 from mxnet import nd
 

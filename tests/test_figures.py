@@ -1,0 +1,93 @@
+"""The figures go on a slide as they are: titles, axis labels, legends of
+the classes present, best and worst images never repeated."""
+import math
+
+import numpy as onp
+import pytest
+
+from gluon_fcn.app import figures
+from gluon_fcn.core.labels import class_colours
+
+CLASSES = ('background', 'cat', 'dog', 'person')
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures drawn instead of written: a list of matplotlib Figures.
+    """
+    saved = []
+    monkeypatch.setattr(figures, '_save', lambda fig, path: saved.append(
+        fig))
+    return saved
+
+
+def legend_names(fig):
+    return [t.get_text() for legend in fig.legends
+            for t in legend.get_texts()]
+
+
+def test_prediction_grid_rows_titles_and_legend_of_classes_present(drawn):
+    img = onp.zeros((8, 8, 3), 'uint8')
+    pred = onp.zeros((8, 8), 'int32')
+    pred[:2] = 1
+    label = onp.zeros((8, 8), 'int32')
+    label[4:] = 3
+    label[0] = 255
+    figures.save_prediction_grid([img, img], [pred, pred], [label, label],
+                                 'x.png', CLASSES, ['a', 'b'], title='T')
+    fig, = drawn
+    axes = fig.axes
+    assert [ax.get_ylabel() for ax in axes[::2]] == list(figures.ROW_TITLES)
+    assert [ax.get_title() for ax in axes[:2]] == ['a', 'b']
+    assert fig._suptitle.get_text() == 'T'
+    assert legend_names(fig) == ['background', 'cat', 'person',
+                                 'void (ignored)']
+
+
+def test_curves_plot_the_test_miou_that_training_prints(drawn):
+    points = [(0.5, 2.0, 0.5, None), (1, 1.5, 0.6, None),
+              (1, None, None, 0.7), (2, 1.0, 0.8, None), (2, None, None, 0.75)]
+    epochs = [{'epoch': 1, 'test_miou': 0.3}, {'epoch': 2, 'test_miou': 0.4}]
+    figures.save_curves(points, epochs, 2, 'c.png', title='Run')
+    ax, = drawn[0].axes
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == ['train loss', 'train acc', 'test acc', 'test mIoU']
+    assert list(ax.get_lines()[-1].get_ydata()) == [0.3, 0.4]
+    assert ax.get_title() == 'Run' and ax.get_xlabel() == 'epoch'
+    assert ax.get_ylabel()
+
+
+@pytest.mark.parametrize('n_images', [1, 2, 3, 5, 6, 9])
+def test_best_and_worst_never_show_an_image_twice(n_images):
+    scores = [(f'im{i}', i / 10) for i in range(n_images - 1)]
+    scores.append(('empty', math.nan))  # no valid pixel: ranks lowest
+    best, worst = figures.best_and_worst(scores, n=3)
+    names = [name for name, _ in best + worst]
+    assert len(names) == len(set(names)) == min(n_images, 6)
+    assert best == sorted(best, key=lambda s: -s[1])
+    assert all(b[1] >= w[1] for b in best for w in worst
+               if w[1] == w[1])
+    if n_images > 1:
+        assert worst[0][0] == 'empty'
+
+
+def test_overlay_has_a_title_and_a_legend(drawn):
+    img = onp.full((6, 10, 3), 200, 'uint8')
+    mask = onp.zeros((6, 10), 'int32')
+    mask[:, 5:] = 2
+    figures.save_overlay(img, mask, 'o.png', CLASSES, title='photo.jpg')
+    fig, = drawn
+    assert fig.axes[0].get_title() == 'photo.jpg'
+    assert legend_names(fig) == ['background', 'dog']
+    mixed = figures.blend(img, mask, class_colours())
+    assert (mixed[:, :5] == 200).all() and (mixed[:, 5:] != 200).any()
+
+
+def test_iou_bars_are_titled_and_labelled(drawn):
+    figures.save_iou_bars({'background': 0.9, 'cat': None}, 'i.png',
+                          title='IoU')
+    ax, = drawn[0].axes
+    assert ax.get_title() == 'IoU' and ax.get_ylabel() == 'IoU'
+    assert [t.get_text() for t in ax.get_xticklabels()] == \
+        ['background', 'cat']
+    assert 'n/a' in [t.get_text() for t in ax.texts]
