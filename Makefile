@@ -12,7 +12,7 @@ DEMO_FLAGS := --data synthetic --synth-scale 0.5 --synth-train 400 \
 	--synth-val 60 --crop 160,224 --batch-size 8 --epochs 10 --seed 0
 DEMO_DATA := data/synthetic_400_60_x0.5
 
-.PHONY: demo test install clean
+.PHONY: demo test install lab docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,15 @@ $(VENV)/.installed-cpu: setup.py | $(PY)
 	touch $@
 
 $(VENV)/.installed-test: setup.py $(VENV)/.installed-cpu
-	$(PIP) install -e '.[cpu,test,compare]'
-	# d2l 1.0.3 is the reference the tests compare against; its pinned
-	# dependencies (gym 0.21, ...) do not install on Python 3.11
-	$(PIP) install --no-deps d2l==1.0.3
+	$(PIP) install -e '.[cpu,test,compare,notebooks,export]'
+	# the two books' own libraries are the references the tests compare
+	# against: d2l 1.0.3 (2nd edition) and d2lzh 1.0.0 (v1); their pinned
+	# dependencies (gym 0.21, an old mxnet, ...) do not install on 3.11
+	$(PIP) install --no-deps d2l==1.0.3 d2lzh==1.0.0
+	touch $@
+
+$(VENV)/.installed-notebooks: setup.py $(VENV)/.installed-cpu
+	$(PIP) install -e '.[cpu,notebooks]'
 	touch $@
 
 install: $(VENV)/.installed-cpu
@@ -44,6 +49,14 @@ demo: $(VENV)/.installed-cpu
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest
+
+# the lessons in JupyterLab (notebooks/, README "Lessons")
+lab: $(VENV)/.installed-notebooks
+	$(VENV)/bin/jupyter lab notebooks
+
+# every lesson executed and rendered to docs/ (git-ignored), index.html
+docs: $(VENV)/.installed-notebooks
+	$(PY) notebooks/make_docs.py --out docs
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

@@ -87,3 +87,30 @@ def test_autoencoder_lesson_shows_shapes_training_and_latent_space(lesson):
                     'ae.decode(net, ae.encode(', 'def scatter_latent',
                     'if latent_point is None'):
         assert_images(nb, snippet)
+
+
+def test_make_docs_renders_lessons_with_their_images(tmp_path):
+    """`make docs` for two lessons (small settings): an HTML page each,
+    holding its figures, and an index linking them."""
+    import subprocess
+    import sys
+    from notebook_harness import NOTEBOOKS, insert_overrides, read_notebook
+    import nbformat
+    pytest.importorskip('nbconvert')
+    pytest.importorskip('sklearn')
+    lessons = tmp_path / 'lessons'
+    lessons.mkdir()
+    names = ['transposed_conv.ipynb', 'autoencoder.ipynb']
+    for name in names:
+        nb = read_notebook(name)
+        insert_overrides(nb, LESSONS[name])
+        nbformat.write(nb, str(lessons / name))
+    out = tmp_path / 'docs'
+    subprocess.run([sys.executable, f'{NOTEBOOKS}/make_docs.py',
+                    '--notebooks', str(lessons), '--out', str(out)],
+                   check=True, capture_output=True, text=True)
+    index = (out / 'index.html').read_text()
+    for name in names:
+        page = (out / name.replace('.ipynb', '.html')).read_text()
+        assert page.count('data:image/png;base64,') >= 1, name
+        assert f'href="{name.replace(".ipynb", ".html")}"' in index
