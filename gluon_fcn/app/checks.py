@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from ..core.dataset import example_paths, no_image_fits, read_image
 from ..core.dataset import read_split
+from ..core.files import check_readable
 from ..core.labels import IGNORE_LABEL, voc_palette
 from ..errors import FCNError
 
@@ -25,8 +26,7 @@ def decode_image(path, what='image'):
     JPEGs are decoded at 1/8 scale (PIL's draft mode), which still reads
     every byte, so a truncated file is found at a fraction of the cost.
     """
-    if not os.path.isfile(path):
-        raise FCNError(f'{path}: no such {what} file')
+    check_readable(path, f'{what} file')
     try:
         with truncated_images_fail():
             img = Image.open(path)

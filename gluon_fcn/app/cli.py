@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 from ..errors import FCNError
+from . import interrupts
 from .config import (TrainConfig, add_config_args, config_from_args,
                      parse_classes, parse_crop, parse_pair)
 
@@ -202,7 +203,8 @@ def cmd_synth(args):
 def cmd_train(args):
     from .runs import fit
     config = train_config(args)
-    metrics = fit(config, resume=args.resume, overwrite=args.overwrite)
+    with interrupts.explained_stops(config, args.argv):
+        metrics = fit(config, resume=args.resume, overwrite=args.overwrite)
     if not metrics.get('rank'):
         print(f'run written to {config.out}')
     return 0
@@ -311,16 +313,16 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
-        with numpy_mode():
+        with numpy_mode(), interrupts.signals_interrupt():
             return COMMANDS[args.command](args)
     except FCNError as e:
         if args.debug:
             raise
         print(f'gluon-fcn: error: {e}', file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print('gluon-fcn: interrupted', file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # SIGINT, SIGTERM: what was kept
+        print(f'gluon-fcn: {interrupts.describe(e)}', file=sys.stderr)
+        return interrupts.exit_status(e)
 
 
 if __name__ == '__main__':

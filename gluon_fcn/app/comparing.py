@@ -13,7 +13,6 @@ from .runs import data_folder
 
 def write_comparison(result, rows, out):
     """compare.json (steps and the differences table) and compare.png."""
-    os.makedirs(out, exist_ok=True)
     result = dict(result, differences=rows)
     save_json(result, os.path.join(out, 'compare.json'))
     steps = result['steps']

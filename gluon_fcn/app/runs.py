@@ -6,9 +6,10 @@ legacy NDArray format, loadable with MXNet's NumPy mode on or off),
 `curves.png`, `predictions.png` and `metrics.json`. Every file is written
 atomically; the checkpoint's JSON is written last and marks it complete.
 """
+import contextlib
 import dataclasses
-import glob
 import os
+import re
 import shutil
 
 import mxnet as mx
@@ -21,8 +22,9 @@ from ..core.checkpoint import (load_device_copies, save_device_copies,
 from ..core.dataset import (SegDataset, example_paths, no_image_fits,
                             read_image, read_split, resolve_data)
 from ..core.evaluate import evaluate_images, read_label
-from ..core.files import atomic_path, load_json, remove_temporaries
-from ..core.files import save_json
+from ..core.files import (atomic_path, check_readable, load_json,
+                          make_folder, remove_temporaries, save_json,
+                          write_text)
 from ..core.labels import resolve_classes
 from ..core.model import build_fcn
 from ..core.predict import predict_image
@@ -30,7 +32,7 @@ from ..core.training import (History, NonFiniteLoss, examples_per_sec,
                              fit_epochs, format_epoch, format_summary,
                              make_loss, seed_everything)
 from ..dist import worker as dist
-from ..errors import FCNError
+from ..errors import FCNError, WriteError, os_cause
 from . import figures
 from .checks import check_dataset
 from .config import TrainConfig
@@ -92,20 +94,40 @@ def make_loaders(config, voc_dir, index_labels=False, kvstore='device'):
 
 
 def check_run_dir(out, resume=False, overwrite=False):
-    """Refuse to overwrite a run silently or to resume what is not one."""
-    if os.path.isdir(out) and os.listdir(out) and not (resume or overwrite):
+    """Refuse to overwrite a run silently or to resume what is not one; a
+    run stopped before its first checkpoint has nothing to lose and may
+    be started again by the same command."""
+    if os.path.lexists(out):
+        check_readable(out, 'folder')
+    if os.path.isdir(out) and os.listdir(out) and \
+            not (resume or overwrite or unstarted_run(out)):
         raise FCNError(f'--out {out} already holds files: pass --resume '
                        'to continue that run or --overwrite to replace')
     if resume and not os.path.isfile(os.path.join(out, 'config.json')):
         raise FCNError(f'--resume: {out} is not a run (no config.json)')
 
 
+def unstarted_run(out):
+    """Whether `out` holds only what a run writes before its first
+    checkpoint (config.json, checkpoints/ with no complete checkpoint)."""
+    names = set(os.listdir(out))
+    return 'checkpoints' in names and \
+        names <= {'config.json', 'checkpoints'} and \
+        last_checkpoint(out) is None
+
+
 def prepare_run_dir(out, resume=False, overwrite=False):
-    """`check_run_dir`, then clear the run with `overwrite` and make it."""
+    """`check_run_dir`, then clear the run with `overwrite` (or one never
+    checkpointed) and make it."""
     check_run_dir(out, resume, overwrite)
-    if overwrite and not resume and os.path.isdir(out):
-        shutil.rmtree(out)
-    os.makedirs(os.path.join(out, 'checkpoints'), exist_ok=True)
+    if not resume and os.path.isdir(out) and os.listdir(out) and \
+            (overwrite or unstarted_run(out)):
+        try:
+            shutil.rmtree(out)
+        except OSError as e:
+            raise WriteError(e.filename or out, os_cause(e),
+                             'removing') from e
+    make_folder(os.path.join(out, 'checkpoints'))
     for folder in (out, os.path.join(out, 'checkpoints')):
         remove_temporaries(folder)
 
@@ -117,25 +139,47 @@ def checkpoint_paths(out, epoch):
 
 
 def save_checkpoint(out, epoch, net, trainer, history):
-    params, states, devices, meta = checkpoint_paths(out, epoch)
-    with atomic_path(params) as tmp:
-        save_params(net, tmp)
-    with atomic_path(states) as tmp:
-        trainer.save_states(tmp)
-    with atomic_path(devices) as tmp:
-        save_device_copies(net, tmp)
-    save_json({'epoch': epoch, 'points': history.points,
-               'epochs': history.epochs}, meta)
+    """Write the checkpoint of `epoch`, its JSON last (it marks the
+    checkpoint complete). If a write fails or a signal comes, the files
+    of this epoch written so far are removed: the checkpoints folder
+    holds complete checkpoints only."""
+    paths = checkpoint_paths(out, epoch)
+    params, states, devices, meta = paths
+    try:
+        save_params(net, params)
+        with atomic_path(states) as tmp:
+            trainer.save_states(tmp)
+        save_device_copies(net, devices)
+        save_json({'epoch': epoch, 'points': history.points,
+                   'epochs': history.epochs}, meta)
+    except BaseException:
+        for path in paths:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        raise
+
+
+def last_checkpoint(out):
+    """The epoch of the newest complete checkpoint in the run folder
+    `out`, or None."""
+    folder = os.path.join(out, 'checkpoints')
+    if not os.path.isdir(folder):
+        return None
+    check_readable(folder, 'folder')
+    found = (re.fullmatch(r'epoch-(\d+)\.json', name)
+             for name in os.listdir(folder))
+    return max((int(m.group(1)) for m in found if m), default=None)
 
 
 def load_last_checkpoint(out, net, trainer):
     """Restore the newest complete checkpoint; return (epoch, History)."""
-    metas = sorted(glob.glob(os.path.join(out, 'checkpoints',
-                                          'epoch-*.json')))
-    if not metas:
+    epoch = last_checkpoint(out)
+    if epoch is None:
         return 0, History()
-    meta = load_json(metas[-1])
-    params, states, devices, _ = checkpoint_paths(out, meta['epoch'])
+    params, states, devices, meta_path = checkpoint_paths(out, epoch)
+    meta = load_json(meta_path)
+    for path in (params, states):
+        check_readable(path, 'checkpoint file')
     try:
         net.load_parameters(params, ctx=list_ctx(net))
         trainer.load_states(states)
@@ -152,9 +196,8 @@ def list_ctx(net):
 
 def write_epoch_files(out, config, history):
     """log.txt and curves.png, rewritten whole from the history."""
-    with atomic_path(os.path.join(out, 'log.txt')) as tmp:
-        with open(tmp, 'w') as f:
-            f.writelines(format_epoch(r) + '\n' for r in history.epochs)
+    write_text(''.join(format_epoch(r) + '\n' for r in history.epochs),
+               os.path.join(out, 'log.txt'))
     figures.save_curves(history.points, history.epochs, config.epochs,
                         os.path.join(out, 'curves.png'),
                         title=f'{config.backbone} FCN-{config.head}, lr '
@@ -237,8 +280,7 @@ def fit(config, resume=False, overwrite=False, progress=True):
         dist.report_params(net, kvstore)
         if rank:
             return dict(history.epochs[-1], rank=rank)
-    with atomic_path(os.path.join(out, 'fcn.params')) as tmp:
-        save_params(net, tmp)
+    save_params(net, os.path.join(out, 'fcn.params'))
     if config.hybridize:  # training is over: fuse for the final passes
         fast.optimize_for_inference(
             net, zeros((1, 3) + config.crop, ctx=devices[0]),
@@ -272,18 +314,29 @@ def save_prediction_figure(net, voc_dir, config, path, ctx, n=4):
               'labels')
 
 
+def with_flag(flag, value, function, *args):
+    """`function(*args)`, its `FCNError` prefixed with the flag at fault."""
+    try:
+        return function(*args)
+    except FCNError as e:
+        raise FCNError(f'{flag} {value}: {e}') from e
+
+
 def load_run(run_dir, ctx=None, flag='--run'):
     """The trained net of a run folder, made fast for inference
     (`optimize_for_inference`: train it no further), and its config, in
     the flavour of the MXNet mode in force."""
     config_path = os.path.join(run_dir, 'config.json')
     params = os.path.join(run_dir, 'fcn.params')
+    if os.path.lexists(run_dir):
+        with_flag(flag, run_dir, check_readable, run_dir, 'run folder')
     if not os.path.isfile(config_path):
         raise FCNError(f'{flag} {run_dir}: not a run folder (no '
                        'config.json)')
     if not os.path.isfile(params):
         raise FCNError(f'{flag} {run_dir}: no fcn.params (did training '
                        'finish? continue it with train --resume)')
+    with_flag(flag, run_dir, check_readable, params, 'params file')
     config = TrainConfig.from_json(config_path)
     ctx = ctx or mx.cpu()
     net = build_net(config, [ctx], pretrained=False)

@@ -15,10 +15,12 @@ interrupted, so the copies of every device are kept beside it.
 import os
 
 import mxnet as mx
+import numpy as onp
 from mxnet import util
 
 from ..errors import FCNError
 from .arrays import as_legacy
+from .files import IncompleteWrite, atomic_path, check_readable
 
 
 def save_params(net, path):
@@ -33,13 +35,35 @@ def save_params(net, path):
 
 
 def save_legacy(path, arrays):
-    """`mx.nd.save` of NDArrays in the legacy format, in either mode."""
-    with util.np_array(False), util.np_shape(False):
-        mx.nd.save(path, arrays)
+    """`mx.nd.save` of a dict of NDArrays in the legacy format, in either
+    mode, atomically (`atomic_path`). MXNet ignores a failure of its last
+    flush (a disk that fills up then), so the size is checked too."""
+    with atomic_path(path) as tmp:
+        with util.np_array(False), util.np_shape(False):
+            mx.nd.save(tmp, arrays)
+        written, expected = os.path.getsize(tmp), saved_size(arrays)
+        if written != expected:
+            raise IncompleteWrite(f'MXNet wrote {written} of {expected} '
+                                  'bytes')
+
+
+def saved_size(arrays):
+    """The bytes `mx.nd.save` writes for a dict of dense NDArrays with
+    legacy shapes (dmlc's format, MXNet 1.x): a 24-byte header; per array
+    a magic, its storage type, ndim, int64 dims, its device (8 bytes), a
+    dtype flag and the data; then the count of names and each name
+    after its int64 length."""
+    size = 24 + 8
+    for name, a in arrays.items():
+        size += 4 + 4 + 4 + 8 * a.ndim + 8 + 4
+        size += a.size * onp.dtype(a.dtype).itemsize
+        size += 8 + len(name.encode())
+    return size
 
 
 def load_legacy(path):
     """What `save_legacy` wrote, as NDArrays, in either mode."""
+    check_readable(path, 'params file')
     with util.np_array(False), util.np_shape(False):
         return mx.nd.load(path)
 

@@ -9,8 +9,9 @@ import numpy as onp
 from mxnet import image, np
 
 from .. import d2l
-from ..errors import FCNError
+from ..errors import FCNError, read_error
 from .arrays import to_mode
+from .files import check_readable
 from .labels import (colormap2label_for, index_remap, read_label_indices)
 from .synthetic import DEFAULT_SIZES, make_synthetic_voc
 
@@ -22,10 +23,7 @@ def read_image(path):
     reads grey, palette, RGBA (alpha dropped), CMYK and 16-bit images
     (scaled to 8 bits). What it cannot read (GIF, WebP) goes through PIL.
     """
-    if not os.path.isfile(path):
-        raise FCNError(f'{path}: no such image file')
-    if not os.access(path, os.R_OK):
-        raise FCNError(f'{path}: permission denied')
+    check_readable(path, 'image file')
     try:
         return d2l.data.imread(path)
     except Exception:  # MXNetError from OpenCV: not a format it reads
@@ -51,6 +49,7 @@ def read_split(voc_dir, split):
     """The image ids listed in ImageSets/Segmentation/{split}.txt."""
     txt_fname = os.path.join(voc_dir, 'ImageSets', 'Segmentation',
                              f'{split}.txt')
+    check_readable(voc_dir, 'folder')
     if not os.path.isfile(txt_fname):
         raise FCNError(f'{txt_fname}: split file not found '
                        f'(is {voc_dir} a VOC-layout folder?)')
@@ -58,7 +57,7 @@ def read_split(voc_dir, split):
         with open(txt_fname, 'r') as f:
             return f.read().split()
     except OSError as e:
-        raise FCNError(f'{txt_fname}: cannot read ({e.strerror})') from e
+        raise read_error(txt_fname, e) from e
 
 
 def example_paths(voc_dir, name):
@@ -181,4 +180,5 @@ def resolve_data(data, data_dir='data', synth_train=200, synth_val=50,
         return d2l.download_voc(data_dir)
     if not os.path.isdir(data):
         raise FCNError(f'{data} is not a folder (nor synthetic or voc2012)')
+    check_readable(data, 'folder')
     return data

@@ -16,8 +16,8 @@ import numpy as onp
 from PIL import Image
 
 from ..d2l.data import VOC_CLASSES, voc_colormap2label
-from ..errors import FCNError
-from .files import atomic_path
+from ..errors import FCNError, read_error
+from .files import atomic_path, check_readable
 
 IGNORE_LABEL = 255  # VOC's void colour (224, 224, 192) in palette PNGs
 VOC_BORDER = (224, 224, 192)
@@ -99,8 +99,7 @@ def read_label_indices(path):
     Palette ('P') and single-channel ('L') PNGs hold the indices; colour
     PNGs are mapped back through the VOC palette (unknown colours: 0).
     """
-    if not os.path.isfile(path):
-        raise FCNError(f'{path}: no such label file')
+    check_readable(path, 'label file')
     try:
         img = Image.open(path)
         img.load()
@@ -132,8 +131,11 @@ def read_classes(voc_dir):
     path = os.path.join(voc_dir, 'classes.txt')
     if not os.path.isfile(path):
         return None
-    with open(path, encoding='utf-8') as f:
-        classes = [line.strip() for line in f if line.strip()]
+    try:
+        with open(path, encoding='utf-8') as f:
+            classes = [line.strip() for line in f if line.strip()]
+    except OSError as e:
+        raise read_error(path, e) from e
     if len(classes) < 2:
         raise FCNError(f'{path}: needs at least two classes, one a line')
     return classes

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..d2l.data import VOC_CLASSES
 from ..errors import FCNError
-from .files import atomic_path, save_json
+from .files import atomic_path, save_json, write_text
 from .labels import IGNORE_LABEL, save_label_png
 
 VERSION = 1
@@ -224,10 +224,8 @@ def save_jpeg(img, path, quality=90):
 
 
 def write_split(out_dir, split, ids):
-    path = os.path.join(out_dir, 'ImageSets', 'Segmentation', f'{split}.txt')
-    with atomic_path(path) as tmp:
-        with open(tmp, 'w') as f:
-            f.write(''.join(f'{i}\n' for i in ids))
+    write_text(''.join(f'{i}\n' for i in ids), os.path.join(
+        out_dir, 'ImageSets', 'Segmentation', f'{split}.txt'))
 
 
 def make_synthetic_voc(out_dir, num_train=200, num_val=50, seed=0,
@@ -277,9 +275,8 @@ def make_synthetic_voc(out_dir, num_train=200, num_val=50, seed=0,
     for split, split_ids in splits.items():
         write_split(out_dir, split, split_ids)
     if binary:
-        with atomic_path(os.path.join(out_dir, 'classes.txt')) as tmp:
-            with open(tmp, 'w') as f:
-                f.write('background\nobject\n')
+        write_text('background\nobject\n',
+                   os.path.join(out_dir, 'classes.txt'))
     save_json({'version': VERSION, 'seed': seed, 'num_train': num_train,
                'num_val': num_val, 'classes': list(classes),
                'class_names': [VOC_CLASSES[c] for c in classes],

@@ -2,7 +2,11 @@
 
 Downloads go to a temporary name and are renamed only once their sha1
 matches; extraction refuses members that would land outside the target
-and goes to a temporary folder renamed into place when complete.
+and goes to a temporary folder renamed into place when complete. A disk
+fault (full, read-only, no permission) is a `WriteError` naming the file
+and the cause. This layer imports nothing of the package's but its
+errors, so it does here what `gluon_fcn.core.files.atomic_path` does for
+the package's other writes.
 """
 import hashlib
 import os
@@ -12,7 +16,7 @@ import tempfile
 
 from tqdm import tqdm
 
-from ..errors import FCNError
+from ..errors import FCNError, WriteError, os_cause
 
 VOC_URL = ('http://d2l-data.s3-accelerate.amazonaws.com/'
            'VOCtrainval_11-May-2012.tar')
@@ -36,40 +40,60 @@ def download(url, path, sha1=None):
     """
     if os.path.exists(path) and (sha1 is None or file_sha1(path) == sha1):
         return path
-    import requests
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    folder = os.path.dirname(os.path.abspath(path))
+    writing(os.makedirs, folder, exist_ok=True, path=folder,
+            action='creating')
     tmp = f'{path}.part'
     try:
-        fetch(url, tmp, os.path.basename(path))
-    except (requests.RequestException, OSError, FCNError) as e:
+        fetch(url, tmp, os.path.basename(path), final=path)
+        if sha1 is not None and file_sha1(tmp) != sha1:
+            raise FCNError(f'{url}: sha1 mismatch (expected {sha1}); '
+                           'the download was removed')
+        writing(os.replace, tmp, path, path=path)
+    finally:
         _remove(tmp)
-        raise FCNError(f'cannot download {url}: {e}') from e
-    if sha1 is not None and file_sha1(tmp) != sha1:
-        _remove(tmp)
-        raise FCNError(f'{url}: sha1 mismatch (expected {sha1}); '
-                       'the download was removed')
-    os.replace(tmp, path)
     return path
 
 
-def fetch(url, path, desc=None):
-    """Stream `url` into `path` and fsync it; a response shorter than its
-    Content-Length (a connection cut) raises `FCNError`."""
+def writing(function, *args, path, action='writing', **kwargs):
+    """`function(*args, **kwargs)`, an `OSError` turned into a
+    `WriteError` naming `path`."""
+    try:
+        return function(*args, **kwargs)
+    except OSError as e:
+        raise WriteError(path, os_cause(e), action) from e
+
+
+def fetch(url, path, desc=None, final=None):
+    """Stream `url` into `path` and fsync it. A failed request or a
+    response shorter than its Content-Length (a connection cut) raises
+    `FCNError`; a disk fault, a `WriteError` naming `final` (the name the
+    download is for; default `path`)."""
     import requests
-    with requests.get(url, stream=True, timeout=60) as r:
-        r.raise_for_status()
-        total = int(r.headers.get('content-length', 0)) or None
-        with open(path, 'wb') as f, tqdm(total=total, unit='B',
-                                         unit_scale=True, desc=desc) as bar:
-            for chunk in r.iter_content(1 << 20):
-                f.write(chunk)
-                bar.update(len(chunk))
-            f.flush()
-            os.fsync(f.fileno())
-        size = os.path.getsize(path)
-        if total and size != total and not r.headers.get('content-encoding'):
-            raise FCNError(f'got {size} of {total} bytes; the partial '
-                           'download was removed')
+    try:
+        with requests.get(url, stream=True, timeout=60) as r:
+            r.raise_for_status()
+            total = int(r.headers.get('content-length', 0)) or None
+            save_stream(r, path, total, desc, final or path)
+            encoded = r.headers.get('content-encoding')
+    except requests.RequestException as e:
+        raise FCNError(f'cannot download {url}: {e}') from e
+    size = os.path.getsize(path)
+    if total and size != total and not encoded:
+        raise FCNError(f'cannot download {url}: got {size} of {total} '
+                       'bytes; the partial download was removed')
+
+
+def save_stream(response, path, total, desc, final):
+    """The chunks of a streamed `requests` response to `path`, fsynced;
+    only the disk's faults are `WriteError`s (naming `final`)."""
+    f = writing(open, path, 'wb', path=final)
+    with f, tqdm(total=total, unit='B', unit_scale=True, desc=desc) as bar:
+        for chunk in response.iter_content(1 << 20):
+            writing(f.write, chunk, path=final)
+            bar.update(len(chunk))
+        writing(f.flush, path=final)
+        writing(os.fsync, f.fileno(), path=final)
 
 
 def _remove(path):
@@ -89,11 +113,40 @@ def safe_extract(tar_path, dest):
             for m in members:
                 check_member(tar_path, root, m)
             if hasattr(tarfile, 'data_filter'):
-                tar.extractall(root, members, filter='data')
+                tar.extractall(root, members,
+                               filter=umask_filter(current_umask()))
             else:
                 tar.extractall(root, members)
-    except (tarfile.TarError, OSError) as e:  # the filter's name members
+    except tarfile.TarError as e:  # the filter's name members
         raise FCNError(f'{tar_path}: cannot extract ({e})') from e
+    except OSError as e:
+        raise WriteError(tar_path, os_cause(e), 'extracting') from e
+
+
+def current_umask():
+    """The process's umask, read without changing it where Linux's /proc
+    tells it."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def umask_filter(umask):
+    """tarfile's 'data' filter, then the umask applied to each member's
+    mode, as `open` applies it (tarfile sets the archive's modes)."""
+    def keep(member, dest_path):
+        member = tarfile.data_filter(member, dest_path)
+        if member.mode is not None:
+            member = member.replace(mode=member.mode & ~umask, deep=False)
+        return member
+    return keep
 
 
 def check_member(tar_path, root, member):
@@ -128,15 +181,22 @@ def download_voc(data_dir=os.path.join('..', 'data'), url=VOC_URL,
         return voc_dir
     tar_path = download(url, os.path.join(data_dir, url.split('/')[-1]),
                         sha1)
-    tmp = tempfile.mkdtemp(prefix='.extract-', dir=data_dir)
+    tmp = writing(tempfile.mkdtemp, prefix='.extract-', dir=data_dir,
+                  path=data_dir)
     try:
         safe_extract(tar_path, tmp)
         if not os.path.isdir(os.path.join(tmp, VOC_SUBDIR)):
             raise FCNError(f'{tar_path}: has no {VOC_SUBDIR} folder')
-        os.makedirs(os.path.dirname(voc_dir), exist_ok=True)
-        if os.path.exists(voc_dir):
-            shutil.rmtree(voc_dir)
-        os.replace(os.path.join(tmp, VOC_SUBDIR), voc_dir)
+        writing(move_into_place, os.path.join(tmp, VOC_SUBDIR), voc_dir,
+                path=voc_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return voc_dir
+
+
+def move_into_place(folder, target):
+    """Rename `folder` to `target`, replacing a partial one."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if os.path.exists(target):
+        shutil.rmtree(target)
+    os.replace(folder, target)

@@ -19,11 +19,12 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import warnings
 
 import mxnet as mx
 import numpy as onp
+
+from ..core.files import atomic_path
 
 SOURCE = os.path.join(os.path.dirname(__file__), 'csrc', 'fcn_ops.cc')
 FLAGS = ['-std=c++17', '-O3', '-march=native', '-fopenmp',
@@ -69,21 +70,15 @@ def compile_command(out):
 
 
 def build(path):
-    """Compile the library to `path`, atomically: processes building at
-    once each write their own file and the last rename wins."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix='.so', dir=os.path.dirname(path))
-    os.close(fd)
-    try:
+    """Compile the library to `path`, atomically (`atomic_path`):
+    processes building at once each write their own file and the last
+    rename wins."""
+    with atomic_path(path) as tmp:
         proc = subprocess.run(compile_command(tmp), capture_output=True,
                               text=True)
         if proc.returncode:
             lines = (proc.stderr.strip() or 'failed').splitlines()
             raise RuntimeError(lines[-1])
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load():
