@@ -214,7 +214,7 @@ def write_small_params(path):
     (lambda p: files.save_json(list(range(9999)), p), 'a.json'),
     (lambda p: save_label_png(onp.random.default_rng(0).integers(
         0, 21, (300, 300)), p), 'a.png'),
-    (lambda p: figures.save_curves([(1, 1.0, 0.5, 0.5)] * 99, 1, p),
+    (lambda p: figures.save_curves([(1, 1.0, 0.5, 0.5)] * 99, [], 1, p),
      'c.png')])
 def test_a_full_disk_in_each_writer(mount, tmp_path, write, name):
     disk = mount(tmp_path / 'disk', 'size=2m,mode=0755')
