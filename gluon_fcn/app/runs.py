@@ -268,10 +268,10 @@ def save_prediction_figure(net, voc_dir, config, path, ctx, n=4):
     figures.save_prediction_grid(images, preds, labels, path)
 
 
-def load_run(run_dir, ctx=None, flag='--run'):
-    """The trained net of a run folder, made fast for inference
-    (`optimize_for_inference`: train it no further), and its config, in
-    the flavour of the MXNet mode in force."""
+def read_run(run_dir, ctx=None, flag='--run'):
+    """The trained net of a run folder as it trained (the fast CPU
+    operators unless the run chose the chapter's layers), and its config,
+    in the flavour of the MXNet mode in force."""
     config_path = os.path.join(run_dir, 'config.json')
     params = os.path.join(run_dir, 'fcn.params')
     if not os.path.isfile(config_path):
@@ -287,6 +287,15 @@ def load_run(run_dir, ctx=None, flag='--run'):
         net.load_parameters(params, ctx=ctx)
     except Exception as e:  # MXNetError, AssertionError: not our params
         raise FCNError(f'{flag} {run_dir}: cannot load {params}') from e
-    fast.optimize_for_inference(net, zeros((1, 3) + config.crop, ctx=ctx),
-                                quadrants=False)
+    return net, config
+
+
+def load_run(run_dir, ctx=None, flag='--run'):
+    """The trained net of a run folder, made fast for inference
+    (`optimize_for_inference`: train it no further), and its config, in
+    the flavour of the MXNet mode in force."""
+    net, config = read_run(run_dir, ctx, flag)
+    fast.optimize_for_inference(
+        net, zeros((1, 3) + config.crop, ctx=ctx or mx.cpu()),
+        quadrants=False)
     return net, config
