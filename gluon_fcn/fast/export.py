@@ -99,12 +99,13 @@ def load_mxnet(path, ctx=None):
     return net
 
 
-def export_onnx(net, path, shape=(320, 480), dynamic=False, legend=None):
+def export_onnx(net, path, shape=(320, 480), dynamic=False, legend=None,
+                batch_size=1):
     """Write `net` as an ONNX file, atomically; returns `path`.
 
-    The input 'data' is (1, 3, *shape), or with `dynamic` (N, 3, H, W) of
-    any size. `legend` (the class names and palette) is kept in the
-    file's metadata for `OnnxNet`. `net` as for `export_mxnet`.
+    The input 'data' is (batch_size, 3, *shape), or with `dynamic` (N, 3,
+    H, W) of any size. `legend` (the class names and palette) is kept in
+    the file's metadata for `OnnxNet`. `net` as for `export_mxnet`.
     """
     import_extra('onnx')
     shape = tuple(shape)
@@ -113,7 +114,8 @@ def export_onnx(net, path, shape=(320, 480), dynamic=False, legend=None):
         with atomic_path(path) as part, warnings.catch_warnings():
             warnings.simplefilter('ignore')  # onnx.mapping's deprecation
             mx.onnx.export_model(
-                symbol, params, [(1, 3) + shape], [onp.float32], part,
+                symbol, params, [(batch_size, 3) + shape], [onp.float32],
+                part,
                 dynamic=dynamic,
                 dynamic_input_shapes=[(None, 3, None, None)]
                 if dynamic else None)
