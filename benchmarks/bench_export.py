@@ -17,7 +17,7 @@ import os
 import platform
 import statistics
 import tempfile
-import time
+import timeit
 
 import gluon_fcn  # noqa: F401  (first: a thread a core)
 import mxnet as mx
@@ -34,14 +34,8 @@ from gluon_fcn.fast.export import OnnxNet, export_onnx, max_relative_error
 
 def median_seconds(fn, repeat, warmup=2):
     """Median wall time of `repeat` calls of `fn` after `warmup` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        tic = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - tic)
-    return statistics.median(times)
+    timeit.repeat(fn, repeat=warmup, number=1)
+    return statistics.median(timeit.repeat(fn, repeat=repeat, number=1))
 
 
 def export_rows(crop=(320, 480), batch_size=8, repeat=5, head='32s'):
