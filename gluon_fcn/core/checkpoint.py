@@ -15,9 +15,10 @@ interrupted, so the copies of every device are kept beside it.
 import os
 
 import mxnet as mx
+from mxnet import util
 
 from ..errors import FCNError
-from .arrays import as_legacy, legacy_mode
+from .arrays import as_legacy
 
 
 def save_params(net, path):
@@ -33,13 +34,13 @@ def save_params(net, path):
 
 def save_legacy(path, arrays):
     """`mx.nd.save` of NDArrays in the legacy format, in either mode."""
-    with legacy_mode():
+    with util.np_array(False), util.np_shape(False):
         mx.nd.save(path, arrays)
 
 
 def load_legacy(path):
     """What `save_legacy` wrote, as NDArrays, in either mode."""
-    with legacy_mode():
+    with util.np_array(False), util.np_shape(False):
         return mx.nd.load(path)
 
 
