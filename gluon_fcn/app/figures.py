@@ -121,17 +121,17 @@ def save_panels(x, panels, xlabel, path):
 
 def save_eval_report(net, voc_dir, metrics, scores, json_path, classes,
                      labels='voc', window=(320, 480), stride=None, ctx=None,
-                     n=3, palette=None):
+                     n=3, colours=None):
     """The JSON, a per-class IoU bar chart and a best/worst image grid
-    (image / prediction / label, in `palette`'s colours, VOC's by
-    default) beside it: `<stem>_iou.png`, `<stem>_best_worst.png`."""
+    (image / prediction / label, in `colours`, VOC's by default) beside
+    it: `<stem>_iou.png`, `<stem>_best_worst.png`."""
     save_json(metrics, json_path)
     stem = os.path.splitext(json_path)[0]
     save_iou_bars(metrics['per_class_iou'], f'{stem}_iou.png')
     # best first, then worst; an image with no valid pixel ranks lowest
     ranked = sorted(scores, key=lambda s: s[1] if s[1] == s[1] else -1)
     chosen = ranked[-n:][::-1] + ranked[:n]
-    colours = class_colours(256, palette)
+    colours = colours or class_colours()
     images, preds, truths, titles = [], [], [], []
     for name, miou in chosen:
         img = read_image(example_paths(voc_dir, name)[0])

@@ -137,7 +137,7 @@ def score_images(net, legend, voc_dir, split, labels, json_path, window,
     if json_path:
         figures.save_eval_report(net, voc_dir, metrics, scores, json_path,
                                  legend.classes, labels, window, stride,
-                                 ctx, palette=legend.palette)
+                                 ctx, colours=legend.colours())
     return metrics
 
 

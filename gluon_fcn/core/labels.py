@@ -75,8 +75,9 @@ class Legend:
     background: int = 0
 
     def colours(self):
-        """[(r, g, b)] of each class."""
-        return class_colours(len(self.classes), self.palette)
+        """[(r, g, b)] of the 256 palette entries: class k's at k (and
+        VOC's void colour at 255 in VOC's palette)."""
+        return class_colours(256, self.palette)
 
     def full_palette(self):
         """The 768-int palette for mask PNGs."""
