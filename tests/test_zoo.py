@@ -58,6 +58,13 @@ def small_voc(voc_mini, tmp_path_factory):
     return str(out)
 
 
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / 'photo.png'
+    Image.new('RGB', (50, 40), (90, 120, 30)).save(path)
+    return str(path)
+
+
 def fails(args, capsys):
     """Run the CLI expecting exit 2 and one line on stderr; return it."""
     assert main(args) == 2
@@ -139,16 +146,15 @@ def test_evaluate_runs_on_voc_mini(small_voc, tmp_path, capsys):
 
 
 def test_offline_the_error_names_the_file_and_the_folder(
-        small_voc, tmp_path, capsys, monkeypatch):
+        photo, tmp_path, capsys, monkeypatch):
     """Without the network: one line naming the weights file and where to
     put it, exit 2, and nothing written (not even the model folder)."""
     monkeypatch.setenv('MXNET_GLUON_REPO', 'http://127.0.0.1:9/')  # no one
     monkeypatch.delenv('MXNET_HOME', raising=False)
     store = import_gluoncv().model_zoo.model_store
     root, out = tmp_path / 'models', tmp_path / 'out'
-    image = os.path.join(small_voc, 'JPEGImages', f'{VAL[0]}.jpg')
     err = fails(['predict', '--model', 'fcn_resnet101_voc', '--model-root',
-                 str(root), '--out', str(out), image], capsys)
+                 str(root), '--out', str(out), photo], capsys)
     fname = f'fcn_resnet101_voc-{store.short_hash("fcn_resnet101_voc")}'
     assert f'{fname}.params in {root}' in err
     assert not root.exists() and not out.exists()
@@ -160,12 +166,11 @@ def test_offline_the_error_names_the_file_and_the_folder(
     (['--run', 'some/run', '--params', '{ade}'], '--params'),
     (['--model', 'fcn_resnet50_voc'], '--params FILE'),  # no weights
 ])
-def test_bad_input_is_one_line(args, named, ade_params, small_voc, tmp_path,
+def test_bad_input_is_one_line(args, named, ade_params, photo, tmp_path,
                                capsys):
     args = [a.format(ade=ade_params) for a in args]
-    image = os.path.join(small_voc, 'JPEGImages', f'{VAL[0]}.jpg')
     out = tmp_path / 'out'
-    err = fails(['predict'] + args + ['--out', str(out), image], capsys)
+    err = fails(['predict'] + args + ['--out', str(out), photo], capsys)
     assert named.format(ade=ade_params) in err
     assert not out.exists()
 
