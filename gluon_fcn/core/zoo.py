@@ -111,13 +111,20 @@ def zoo_params_file(name, root=None):
     a missing or corrupt file is fetched from gluoncv's model zoo, and
     where that fails (offline) the error names the file to put in `root`.
     """
-    store = import_gluoncv().model_zoo.model_store
+    gluoncv = import_gluoncv()
+    store = gluoncv.model_zoo.model_store
     root = os.path.expanduser(root or default_model_root())
     try:
-        stem = f'{name}-{store.short_hash(name)}'
+        short_hash = store.short_hash(name)
     except ValueError as e:
         raise FCNError(f'gluoncv publishes no weights for {name}: give a '
                        'file of its weights (--params FILE)') from e
+    stem = f'{name}-{short_hash}'
+    path = os.path.join(root, f'{stem}.params')
+    # gluoncv looks in $MXNET_HOME/models instead of `root` where that is
+    # set: a file put in `root`, as the error below says, is found here
+    if os.path.isfile(path) and gluoncv.utils.check_sha1(path, short_hash):
+        return path
     try:
         with removed_on_failure(root, stem):
             return store.get_model_file(name, root=root)
