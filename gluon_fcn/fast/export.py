@@ -13,7 +13,7 @@ same numbers. MXNet 1.9.1's ONNX exporter knows the legacy operators only,
 so a net to export is built with NumPy mode off
 (`gluon_fcn.core.arrays.legacy_mode`).
 
-ONNX needs the `export` extra: onnx 1.15 (the last release that has
+ONNX needs the `export` extra: onnx (1.15 to 1.18: 1.19 dropped
 `onnx.mapping`, which MXNet 1.9.1's exporter calls) and onnxruntime.
 """
 import importlib
@@ -36,6 +36,7 @@ from ..errors import FCNError
 from .upsample import use_chapter_layers
 
 META = 'gluon_fcn'  # prefix of our keys in the ONNX file's metadata
+WINDOW = (320, 480)  # d2l's crop: the window of a foreign dynamic file
 
 
 def import_extra(name):
@@ -171,12 +172,17 @@ class OnnxNet:
         meta = {k[len(META) + 1:]: json.loads(v) for k, v in
                 self.session.get_modelmeta().custom_metadata_map.items()
                 if k.startswith(f'{META}.')}
-        self.window = (tuple(meta['shape']) if self.dynamic
+        self.path = path
+        self.window = (tuple(meta.get('shape', WINDOW)) if self.dynamic
                        else tuple(data.shape[2:]))
         self.legend = onnx_legend(meta, self.session.get_outputs()[0])
 
     def __call__(self, X):
-        out = self.session.run(None, {self.input_name: X.asnumpy()})[0]
+        try:
+            out = self.session.run(None, {self.input_name: X.asnumpy()})[0]
+        except Exception as e:  # a shape or type the file does not take
+            raise FCNError(f'{self.path}: onnxruntime cannot run it on a '
+                           f'{"x".join(map(str, X.shape))} input') from e
         return like(mx.nd.array(out, ctx=X.context), X)
 
 
