@@ -20,7 +20,8 @@ __version__ = '0.2.0'
 # (and `from gluon_fcn import v1`) loads no more than it needs
 _FACE = {'build_fcn': 'core.model', 'load_run': 'app.runs',
          'optimize_for_inference': 'fast.inference',
-         'accelerate': 'fast.inference', 'FCNError': 'errors'}
+         'accelerate': 'fast.inference', 'FCNError': 'errors',
+         'load_pretrained': 'core.zoo'}
 
 
 def __getattr__(name):

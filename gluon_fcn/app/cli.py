@@ -56,7 +56,8 @@ def add_data_args(p):
 
 def add_window_args(p):
     p.add_argument('--window', metavar='H,W', help='sliding window, '
-                   "multiples of 32 (default: the run's crop)")
+                   "multiples of 32 (default: the run's crop; 480,480 for "
+                   'a zoo model; an ONNX file\'s input size)')
     p.add_argument('--stride', metavar='H,W', help='step between windows '
                    '(default: 2/3 of the window)')
 
@@ -92,8 +93,47 @@ def add_launch_args(p):
                    help='-- train ... --kvstore dist_sync')
 
 
+def add_net_args(p, onnx=False):
+    """The net: --run, --model (with --model-root, --params) or --onnx."""
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument('--run', help='a finished run folder')
+    which.add_argument('--model', metavar='NAME', help="a pretrained FCN "
+                       "of gluoncv's model zoo: fcn_resnet101_voc, "
+                       'fcn_resnet101_coco, fcn_resnet50_ade, '
+                       'fcn_resnet101_ade (or fcn_resnet50_voc with '
+                       '--params)')
+    if onnx:
+        which.add_argument('--onnx', metavar='FILE', help='an exported '
+                           'ONNX model, run by onnxruntime')
+    p.add_argument('--model-root', metavar='DIR', help='with --model: '
+                   'where its weights are kept, if not in ~/.mxnet/models')
+    p.add_argument('--params', metavar='FILE', help='with --model: weights '
+                   'saved from that architecture, instead of the zoo\'s')
+
+
+def check_net_args(args):
+    """--model-root and --params belong to --model."""
+    if (args.model_root or args.params) and not args.model:
+        flag = '--params' if args.params else '--model-root'
+        raise FCNError(f'{flag}: goes with --model NAME')
+
+
+def add_export_args(p):
+    add_net_args(p)
+    p.add_argument('--format', choices=('mxnet', 'onnx'), required=True,
+                   help="'mxnet': PATH-symbol.json and PATH-0000.params; "
+                        "'onnx': the file PATH")
+    p.add_argument('--out', required=True, metavar='PATH',
+                   help='where to write')
+    p.add_argument('--shape', metavar='H,W', help='input size, multiples '
+                   "of 32 (default: the run's crop, or 480,480 for a zoo "
+                   'model)')
+    p.add_argument('--dynamic', action='store_true', help='onnx: any '
+                   'batch size, height and width')
+
+
 def add_predict_args(p):
-    p.add_argument('--run', required=True, help='a finished run folder')
+    add_net_args(p, onnx=True)
     p.add_argument('--out', required=True, help='folder for the masks')
     p.add_argument('--device', default='cpu:0', help='cpu:N or gpu:N')
     add_window_args(p)
@@ -101,7 +141,7 @@ def add_predict_args(p):
 
 
 def add_evaluate_args(p):
-    p.add_argument('--run', required=True, help='a finished run folder')
+    add_net_args(p)
     add_data_args(p)
     p.add_argument('--split', choices=('train', 'val'), default='val',
                    help='which split to score')
@@ -161,9 +201,11 @@ def build_parser():
             ('launch', add_launch_args, "run a distributed train on "
              "MXNet's parameter server: a scheduler, servers and workers"),
             ('predict', add_predict_args, 'segment images with a trained '
-             'run'),
+             'run, a pretrained zoo model or an exported ONNX file'),
             ('evaluate', add_evaluate_args, 'whole-image pixel acc, mean '
              "acc, mIoU, fw IoU of a run; or the chapter's crop accuracy"),
+            ('export', add_export_args, 'write a run or a zoo model as '
+             'MXNet symbol files or ONNX, checked against MXNet'),
             ('compare', add_compare_args, 'train the MXNet and the '
              'PyTorch chapter side by side (needs the compare extra)')):
         add(subcommand(sub, name, help))
@@ -238,23 +280,45 @@ def cmd_launch(args):
 
 
 def cmd_predict(args):
-    from .inference import predict_files
-    from .runs import load_run, parse_devices
+    from .inference import open_net, predict_files
+    from .runs import parse_devices
+    check_net_args(args)
     window, stride = parse_windows(args)
     ctx = parse_devices(args.device, '--device')[0]
-    net, config = load_run(args.run, ctx)
-    failed = predict_files(net, config.classes, args.images, args.out,
-                           window or config.crop, stride, ctx)
+    net, legend, window = open_net(args.run, args.model, args.onnx,
+                                   args.model_root, args.params, ctx, window)
+    failed = predict_files(net, legend, args.images, args.out, window,
+                           stride, ctx, details=not args.run)
     return 1 if failed else 0
 
 
 def cmd_evaluate(args):
-    from .inference import evaluate_run
+    from .inference import evaluate_model, evaluate_run
+    check_net_args(args)
     positive('--batch-size', args.batch_size)
     window, stride = parse_windows(args)
-    evaluate_run(args.run, args.data, args.data_dir, args.split, args.labels,
-                 args.json, window, stride, args.device, args.crops,
-                 args.batch_size, args.seed)
+    if args.model and args.crops:
+        raise FCNError('--crops: goes with --run (the crops are the run\'s)')
+    if args.model:
+        evaluate_model(args.model, args.model_root, args.params, args.data,
+                       args.data_dir, args.split, args.labels, args.json,
+                       window, stride, args.device)
+    else:
+        evaluate_run(args.run, args.data, args.data_dir, args.split,
+                     args.labels, args.json, window, stride, args.device,
+                     args.crops, args.batch_size, args.seed)
+    return 0
+
+
+def cmd_export(args):
+    from .exporting import export_net
+    check_net_args(args)
+    shape = args.shape and parse_crop(args.shape, '--shape')
+    if args.dynamic and args.format != 'onnx':
+        raise FCNError('--dynamic: goes with --format onnx (MXNet symbol '
+                       'files take any input size)')
+    export_net(args.run, args.model, args.model_root, args.params,
+               args.format, args.out, shape, args.dynamic)
     return 0
 
 
@@ -297,7 +361,8 @@ def cmd_compare(args):
 
 COMMANDS = {'synth': cmd_synth, 'train': cmd_train,
             'predict': cmd_predict, 'evaluate': cmd_evaluate,
-            'compare': cmd_compare, 'launch': cmd_launch}
+            'compare': cmd_compare, 'launch': cmd_launch,
+            'export': cmd_export}
 
 
 @contextlib.contextmanager

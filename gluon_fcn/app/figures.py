@@ -131,25 +131,27 @@ def save_iou_bars(per_class_iou, path, title='IoU per class'):
     _save(fig, path)
 
 
-def blend(img, mask, colours, alpha=0.5):
+def blend(img, mask, colours, alpha=0.5, background=0):
     """(H, W, 3) uint8: the mask's colours blended over the image where
-    the class is not 0 (background), the image as it is elsewhere."""
+    the class is not `background`, the image as it is there (everywhere
+    blended where `background` is None, as for ADE20K)."""
     img, mask = _to_numpy(img), _to_numpy(mask)
     mix = img * (1 - alpha) + colorize(mask, colours) * alpha
-    mix = onp.where((mask != 0)[..., None], mix, img)
+    if background is not None:
+        mix = onp.where((mask != background)[..., None], mix, img)
     return mix.round().astype(onp.uint8)
 
 
 def save_overlay(img, mask, path, classes, title=None, alpha=0.5,
-                 colours=None):
-    """The mask's colours blended over the image (not over the
-    background, class 0), titled, with a legend of the classes present.
+                 colours=None, background=0):
+    """The mask's colours blended over the image (`blend`: not over the
+    `background` class), titled, with a legend of the classes present.
     """
     colours = colours or class_colours()
     mask = _to_numpy(mask)
     h, w = mask.shape
     fig, ax = subplots(figsize=(6, 6 * h / w + 0.6))
-    ax.imshow(blend(img, mask, colours, alpha))
+    ax.imshow(blend(img, mask, colours, alpha, background))
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title or os.path.basename(path))
@@ -191,10 +193,10 @@ def best_and_worst(scores, n=3):
 
 def save_eval_report(net, voc_dir, metrics, scores, json_path, classes,
                      labels='voc', window=(320, 480), stride=None, ctx=None,
-                     n=3):
+                     n=3, colours=None):
     """The JSON, a per-class IoU bar chart and a best/worst image grid
-    (image / prediction / label) beside it: `<stem>_iou.png`,
-    `<stem>_best_worst.png`."""
+    (image / prediction / label, in `colours`, VOC's by default) beside
+    it: `<stem>_iou.png`, `<stem>_best_worst.png`."""
     save_json(metrics, json_path)
     stem = os.path.splitext(json_path)[0]
     save_iou_bars(metrics['per_class_iou'], f'{stem}_iou.png',
@@ -212,4 +214,4 @@ def save_eval_report(net, voc_dir, metrics, scores, json_path, classes,
         titles.append(f'{rank}: {name}\nmIoU {miou:.2f}')
     save_prediction_grid(images, preds, truths, f'{stem}_best_worst.png',
                          classes, titles, title='Best and worst images by '
-                         'mean IoU (whole images)')
+                         'mean IoU (whole images)', colours=colours)

@@ -1,32 +1,65 @@
-"""`predict` and `evaluate` over run folders: masks, overlays, figures.
+"""`predict` and `evaluate` with a run folder, a pretrained zoo model or
+an exported ONNX file: masks, overlays, figures.
 """
 import dataclasses
 import os
 import sys
 
+import numpy as onp
 from mxnet import gluon
 
+from .. import fast
+from ..core.arrays import zeros
 from ..core.dataset import SegDataset
 from ..core.evaluate import evaluate_images
 from ..core.files import save_json
-from ..core.labels import class_colours, resolve_classes, save_label_png
-from ..core.predict import predict_mask
+from ..core.labels import Legend, resolve_classes, save_label_png
+from ..core.predict import predict_sliding
 from ..core.training import evaluate, seed_everything
+from ..core.zoo import load_pretrained
 from ..errors import FCNError
+from ..fast.export import OnnxNet
 from . import figures
 from .checks import read_checked_image
+from .config import TrainConfig
 from .runs import data_folder, load_run, parse_devices
 
 
-def predict_files(net, classes, paths, out_dir, window, stride=None,
-                  ctx=None, colours=None):
+def open_net(run=None, model=None, onnx=None, model_root=None,
+             params=None, ctx=None, window=None):
+    """The net of `--run`, `--model` or `--onnx`, made fast for forward
+    passes, its `Legend`, and its window: `window`, else the run's crop,
+    the zoo's crop size or the ONNX file's input size."""
+    if run:
+        net, config = load_run(run, ctx)
+        return net, Legend(config.classes), window or config.crop
+    if model:
+        net = load_pretrained(model, model_root, params, ctx)
+        window = window or net.window
+        fast.optimize_for_inference(net, zeros((1, 3) + window, ctx=ctx),
+                                    quadrants=False)
+        return net, net.legend, window
+    net = OnnxNet(onnx)
+    if window and not net.dynamic and window != net.window:
+        raise FCNError(f'--window {window[0]},{window[1]}: {onnx} takes '
+                       f'{net.window[0]}x{net.window[1]} inputs only '
+                       '(export with --dynamic for any size)')
+    return net, net.legend, window or net.window
+
+
+def predict_files(net, legend, paths, out_dir, window, stride=None,
+                  ctx=None, details=False):
     """Segment image files whole, by sliding windows: `out_dir/<stem>.png`
     (palette PNG of class indices, the image's size) and
-    `<stem>_overlay.png`; print the classes found. An unreadable (or
-    truncated) file is reported and skipped; returns how many failed.
+    `<stem>_overlay.png`, in the colours of `legend`; print the classes
+    found (with `details`, as the material does: the output's shape and
+    the classes' indices too). An unreadable (or truncated) file is
+    reported and skipped; returns how many failed.
     """
     failed = 0
-    colours = colours or class_colours()
+    colours = legend.colours()
+    # ADE20K's names hold commas ('building, edifice')
+    sep = '; ' if any(',' in name for name in legend.classes) else ', '
     for path in paths:
         try:
             img = read_checked_image(path)
@@ -34,15 +67,22 @@ def predict_files(net, classes, paths, out_dir, window, stride=None,
             print(f'gluon-fcn: error: {e}', file=sys.stderr)
             failed += 1
             continue
-        mask = predict_mask(net, img, window, stride, ctx).asnumpy()
+        logits = predict_sliding(net, img, window, stride, ctx)  # (C, H, W)
+        mask = logits.argmax(axis=0).astype('int32').asnumpy()
         stem = os.path.join(out_dir, os.path.splitext(
             os.path.basename(path))[0])
-        save_label_png(mask, stem + '.png')
-        found = [classes[i] for i in sorted(set(mask.ravel()))]
-        figures.save_overlay(img, mask, stem + '_overlay.png', classes,
+        save_label_png(mask, stem + '.png', legend.full_palette())
+        found = onp.unique(mask).tolist()
+        names = sep.join(legend.classes[i] for i in found)
+        figures.save_overlay(img, mask, stem + '_overlay.png',
+                             legend.classes,
                              f'{os.path.basename(path)}: predicted classes',
-                             colours=colours)
-        print(f'{path}: {", ".join(found)}')
+                             colours=colours, background=legend.background)
+        if details:
+            print(f'{path}: output {(1,) + tuple(logits.shape)}, classes '
+                  f'[{" ".join(map(str, found))}]: {names}')
+        else:
+            print(f'{path}: {names}')
     return failed
 
 
@@ -62,7 +102,33 @@ def evaluate_run(run_dir, data, data_dir, split='val', labels='voc',
         return crop_accuracy(net, config, voc_dir, split, batch_size, seed,
                              json_path, index_labels)
     window = window or config.crop
-    metrics, scores = evaluate_images(net, voc_dir, split, config.classes,
+    return score_images(net, Legend(config.classes), voc_dir, split,
+                        labels, json_path, window, stride, ctx)
+
+
+def evaluate_model(model, model_root, params, data, data_dir, split='val',
+                   labels='voc', json_path=None, window=None, stride=None,
+                   device='cpu:0'):
+    """Whole-image figures of a pretrained zoo model on a split, as
+    `evaluate_run` gives them for a run."""
+    ctx = parse_devices(device, '--device')[0]
+    voc_dir = data_folder(dataclasses.replace(TrainConfig(), data=data,
+                                              data_dir=data_dir))
+    classes = resolve_classes(None, voc_dir)[0]
+    net, legend, window = open_net(model=model, model_root=model_root,
+                                   params=params, ctx=ctx, window=window)
+    if len(classes) != len(legend.classes):
+        raise FCNError(f'--model {model} predicts {len(legend.classes)} '
+                       f'classes, but --data {voc_dir} has {len(classes)}')
+    return score_images(net, legend, voc_dir, split, labels, json_path,
+                        window, stride, ctx)
+
+
+def score_images(net, legend, voc_dir, split, labels, json_path, window,
+                 stride, ctx):
+    """Predict a split whole, print the figures, and with `json_path`
+    write them with their figures (`figures.save_eval_report`)."""
+    metrics, scores = evaluate_images(net, voc_dir, split, legend.classes,
                                       labels, window, stride, ctx)
     print(f'{split}: pixel acc {metrics["pixel_acc"]:.3f}, mean acc '
           f'{metrics["mean_acc"]:.3f}, mean IoU {metrics["mean_iou"]:.3f}, '
@@ -70,8 +136,8 @@ def evaluate_run(run_dir, data, data_dir, split='val', labels='voc',
           f'images ({labels} labels)')
     if json_path:
         figures.save_eval_report(net, voc_dir, metrics, scores, json_path,
-                                 config.classes, labels, window, stride,
-                                 ctx)
+                                 legend.classes, labels, window, stride,
+                                 ctx, colours=legend.colours())
     return metrics
 
 

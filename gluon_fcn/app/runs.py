@@ -322,10 +322,10 @@ def with_flag(flag, value, function, *args):
         raise FCNError(f'{flag} {value}: {e}') from e
 
 
-def load_run(run_dir, ctx=None, flag='--run'):
-    """The trained net of a run folder, made fast for inference
-    (`optimize_for_inference`: train it no further), and its config, in
-    the flavour of the MXNet mode in force."""
+def read_run(run_dir, ctx=None, flag='--run'):
+    """The trained net of a run folder as it trained (the fast CPU
+    operators unless the run chose the chapter's layers), and its config,
+    in the flavour of the MXNet mode in force."""
     config_path = os.path.join(run_dir, 'config.json')
     params = os.path.join(run_dir, 'fcn.params')
     if os.path.lexists(run_dir):
@@ -344,6 +344,15 @@ def load_run(run_dir, ctx=None, flag='--run'):
         net.load_parameters(params, ctx=ctx)
     except Exception as e:  # MXNetError, AssertionError: not our params
         raise FCNError(f'{flag} {run_dir}: cannot load {params}') from e
-    fast.optimize_for_inference(net, zeros((1, 3) + config.crop, ctx=ctx),
-                                quadrants=False)
+    return net, config
+
+
+def load_run(run_dir, ctx=None, flag='--run'):
+    """The trained net of a run folder, made fast for inference
+    (`optimize_for_inference`: train it no further), and its config, in
+    the flavour of the MXNet mode in force."""
+    net, config = read_run(run_dir, ctx, flag)
+    fast.optimize_for_inference(
+        net, zeros((1, 3) + config.crop, ctx=ctx or mx.cpu()),
+        quadrants=False)
     return net, config

@@ -7,6 +7,8 @@ package never switches the mode itself: these helpers make arrays in the
 mode in force and convert between flavours where an operator exists in
 one only.
 """
+import contextlib
+
 import mxnet as mx
 import numpy as onp
 from mxnet import util
@@ -15,6 +17,15 @@ from mxnet import util
 def numpy_mode():
     """Whether MXNet's NumPy array semantics are on in this thread."""
     return util.is_np_array()
+
+
+@contextlib.contextmanager
+def legacy_mode():
+    """NumPy mode off (legacy arrays and shapes) inside the block, for
+    what exists in the legacy flavour only (the legacy file format,
+    MXNet's ONNX exporter); the caller's mode is restored after."""
+    with util.np_array(False), util.np_shape(False):
+        yield
 
 
 def is_numpy(x):

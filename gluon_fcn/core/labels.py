@@ -9,6 +9,7 @@ its palette PNGs:
 - 'voc': the border is 255 and ignored by the loss and the metrics, as the
   FCN paper, gluoncv and torchvision have it.
 """
+import dataclasses
 import functools
 import os
 
@@ -43,17 +44,44 @@ def voc_palette():
     """The 256-entry VOC palette as a flat list of 768 ints.
 
     Entries 0..20 are `VOC_COLORMAP`; entry 255 is the void/border colour
-    (224, 224, 192). It is the palette of VOC's SegmentationClass PNGs
-    (gluoncv's `get_color_pallete(..., 'pascal_voc')` builds the same
-    list, as a test checks; this one needs no gluoncv import).
+    (224, 224, 192). It is the palette of VOC's SegmentationClass PNGs.
     """
+    # gluoncv's `get_color_pallete(..., 'pascal_voc')` builds the same
+    # list (a test checks), but importing gluoncv costs 0.2-0.35 s and,
+    # through gluoncv.data, sets PIL's LOAD_TRUNCATED_IMAGES for the whole
+    # process, so that cut JPEGs decode silently: every command reads
+    # labels, so this module keeps its own. The zoo's palettes (ADE20K's)
+    # come from gluoncv (`gluon_fcn.core.zoo`).
     return list(_palette())
 
 
-def class_colours(num_classes=256):
-    """[(r, g, b)] of the first `num_classes` palette entries."""
-    p = _palette()
+def class_colours(num_classes=256, palette=None):
+    """[(r, g, b)] of the first `num_classes` entries of a flat palette
+    (VOC's by default)."""
+    p = palette or _palette()
     return [tuple(p[3 * i:3 * i + 3]) for i in range(num_classes)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Legend:
+    """A model's class names and how its masks are drawn.
+
+    `palette` is a flat list of 768 ints, entry k the colour of class k
+    (VOC's by default); `background` is the class that overlays leave
+    untinted, None where there is none (ADE20K's 150 classes).
+    """
+    classes: tuple
+    palette: tuple = None
+    background: int = 0
+
+    def colours(self):
+        """[(r, g, b)] of the 256 palette entries: class k's at k (and
+        VOC's void colour at 255 in VOC's palette)."""
+        return class_colours(256, self.palette)
+
+    def full_palette(self):
+        """The 768-int palette for mask PNGs."""
+        return list(self.palette or _palette())
 
 
 def check_convention(labels):

@@ -53,12 +53,7 @@ class QuadrantConv2DTranspose(nn.Conv2DTranspose):
     def from_layer(cls, layer):
         """A quadrant-split layer holding `layer`'s own Parameters (same
         names, so checkpoints load either way)."""
-        kw = layer._kwargs
-        new = cls(layer._channels, kw['kernel'], kw['stride'], kw['pad'],
-                  in_channels=layer._in_channels, prefix=layer.prefix,
-                  params=layer.params)
-        new.hybridize(layer._active, **dict(layer._flags))
-        return new
+        return same_layer_as(cls, layer)
 
     def hybrid_forward(self, F, x, weight, bias):
         if onp.dtype(self.weight.dtype) != onp.float32:
@@ -84,27 +79,64 @@ class QuadrantConv2DTranspose(nn.Conv2DTranspose):
         return like(out, ref)
 
 
+def same_layer_as(cls, layer):
+    """A transposed convolution of class `cls` holding `layer`'s own
+    Parameters and settings."""
+    kw = layer._kwargs
+    new = cls(layer._channels, kw['kernel'], kw['stride'], kw['pad'],
+              in_channels=layer._in_channels, prefix=layer.prefix,
+              params=layer.params)
+    new.hybridize(layer._active, **dict(layer._flags))
+    return new
+
+
+def find_layers(net, wanted):
+    """[(parent, key, child)] of every block of `net` for which
+    `wanted(child)`."""
+    blocks, found = [net], []
+    while blocks:
+        block = blocks.pop()
+        for key, child in block._children.items():
+            blocks.append(child)
+            if wanted(child):
+                found.append((block, key, child))
+    return found
+
+
+def replace_layers(found, make):
+    """Put `make(child)` in place of each child `find_layers` found."""
+    for parent, key, layer in found:
+        new = make(layer)
+        if getattr(parent, key, None) is layer:  # an attribute: SkipFCN's
+            delattr(parent, key)  # Block refuses a new type in place
+            setattr(parent, key, new)
+        else:  # a HybridSequential's numbered child
+            parent.register_child(new, key)
+
+
 def use_quadrant_split(net):
     """Put a `QuadrantConv2DTranspose` sharing its parameters in place of
     every eligible transposed convolution of `net`; returns the number
     replaced. Replaces none where the native operators cannot run (no
     compiler, `GLUON_FCN_NATIVE=0`) or the layer is not on the CPU."""
-    blocks, eligible = [net], []
-    while blocks:
-        block = blocks.pop()
-        for key, child in block._children.items():
-            blocks.append(child)
-            if type(child) is nn.Conv2DTranspose and \
-                    is_quadrant_split(child):
-                eligible.append((block, key, child))
+    eligible = find_layers(net, lambda b: type(b) is nn.Conv2DTranspose
+                           and is_quadrant_split(b))
     on_cpu = all(ctx.device_type == 'cpu' for _, _, layer in eligible
                  for ctx in layer.weight.list_ctx())
     if not (eligible and on_cpu and native.load()):
         return 0
-    for parent, key, layer in eligible:
-        new = QuadrantConv2DTranspose.from_layer(layer)
-        if getattr(parent, key, None) is layer:  # an attribute: SkipFCN's
-            setattr(parent, key, new)
-        else:  # a HybridSequential's numbered child
-            parent.register_child(new, key)
+    replace_layers(eligible, QuadrantConv2DTranspose.from_layer)
     return len(eligible)
+
+
+def use_chapter_layers(net):
+    """Undo `use_quadrant_split`: the chapter's `nn.Conv2DTranspose`,
+    sharing its parameters, in place of every `QuadrantConv2DTranspose`
+    of `net` (for export: other runtimes know MXNet's operators, not
+    ours). The outputs stay the same to float32 rounding. Returns the
+    number replaced."""
+    found = find_layers(
+        net, lambda b: isinstance(b, QuadrantConv2DTranspose))
+    replace_layers(found, lambda layer: same_layer_as(
+        nn.Conv2DTranspose, layer))
+    return len(found)
