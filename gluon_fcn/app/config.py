@@ -105,8 +105,9 @@ class TrainConfig:
                           'off)', parse=parse_scale, metavar='LOW,HIGH')
     seed: int = option(0, 'seed of every random generator')
     num_workers: int = option(0, 'data loader processes', flag='--workers')
-    hybridize: bool = option(True, 'compile the net into a graph (turn '
-                             'off with --no-hybridize)')
+    hybridize: bool = option(True, 'run the net imperatively instead of '
+                             'compiling it into a graph (slower; easier to '
+                             'debug)')
     chapter_layers: bool = option(False, "the chapter's Conv2DTranspose "
                                   'and loss instead of the fast CPU '
                                   'operators (same values, slower)')
