@@ -86,8 +86,9 @@ def add_device_arg(p):
 
 
 def add_run_arg(p):
-    p.add_argument('--run', required=True, help='a run folder that '
-                   'training finished (config.json and fcn.params)')
+    p.add_argument('--run', required=True, metavar='DIR',
+                   help='a run folder that training finished (config.json '
+                   'and fcn.params)')
 
 
 def add_train_args(p):
@@ -99,14 +100,14 @@ def add_train_args(p):
 
 
 def add_synth_args(p):
-    p.add_argument('--out', default=os.path.join(DEFAULTS.data_dir,
-                                                 'synthetic'),
+    p.add_argument('--out', metavar='DIR',
+                   default=os.path.join(DEFAULTS.data_dir, 'synthetic'),
                    help='the folder to write')
-    p.add_argument('--train', type=int, default=DEFAULTS.synth_train,
-                   help='training images')
-    p.add_argument('--val', type=int, default=DEFAULTS.synth_val,
-                   help='validation images')
-    p.add_argument('--seed', type=int, default=DEFAULTS.seed,
+    p.add_argument('--train', type=int, metavar='N',
+                   default=DEFAULTS.synth_train, help='training images')
+    p.add_argument('--val', type=int, metavar='N',
+                   default=DEFAULTS.synth_val, help='validation images')
+    p.add_argument('--seed', type=int, metavar='N', default=DEFAULTS.seed,
                    help='seed of the shapes, textures and sizes')
     p.add_argument('--binary', action='store_true',
                    help='label every object 1: object / background, with '
@@ -114,12 +115,12 @@ def add_synth_args(p):
 
 
 def add_launch_args(p):
-    p.add_argument('--workers', type=int, required=True,
+    p.add_argument('--workers', type=int, metavar='N', required=True,
                    help='worker processes, each training on its shard')
-    p.add_argument('--servers', type=int, default=1,
+    p.add_argument('--servers', type=int, metavar='N', default=1,
                    help='parameter server processes')
-    p.add_argument('--hosts', help='hosts file, one host a line, for '
-                   '--launcher ssh (default: none)')
+    p.add_argument('--hosts', metavar='FILE', help='hosts file, one host '
+                   'a line, for --launcher ssh (default: none)')
     p.add_argument('--launcher', choices=('local', 'ssh'), default='local',
                    help="'local': every role on this machine; 'ssh': on "
                    'the --hosts in turn')
@@ -130,8 +131,8 @@ def add_launch_args(p):
 
 def add_predict_args(p):
     add_run_arg(p)
-    p.add_argument('--out', required=True, help='folder for the masks '
-                   'and overlays')
+    p.add_argument('--out', required=True, metavar='DIR',
+                   help='folder for the masks and overlays')
     add_device_arg(p)
     add_window_args(p)
     p.add_argument('images', nargs='+', help='image files, any size')
@@ -145,17 +146,17 @@ def add_evaluate_args(p):
     p.add_argument('--labels', choices=LABEL_CONVENTIONS, default='voc',
                    help="'voc': the border is ignored; 'd2l': it is "
                         'background, as in the textbook')
-    p.add_argument('--json', help='write the figures to this JSON file, '
-                   'with an IoU bar chart and a best/worst grid beside it '
-                   '(default: none written)')
+    p.add_argument('--json', metavar='FILE', help='write the figures to '
+                   'this JSON file, with an IoU bar chart and a best/worst '
+                   'grid beside it (default: none written)')
     add_window_args(p)
     add_device_arg(p)
     p.add_argument('--crops', action='store_true',
                    help="the chapter's test accuracy on random crops "
                         'instead of whole images')
-    p.add_argument('--batch-size', type=int,
+    p.add_argument('--batch-size', type=int, metavar='N',
                    help="with --crops: crops a batch (default: the run's)")
-    p.add_argument('--seed', type=int, default=DEFAULTS.seed,
+    p.add_argument('--seed', type=int, metavar='N', default=DEFAULTS.seed,
                    help='with --crops: seed of the crops')
 
 
@@ -170,17 +171,18 @@ def add_compare_args(p):
                    help="both frameworks' backbone under matched")
     add_config_args(p, names=COMPARE_FIELDS)
     p.add_argument('--out', default=os.path.join('runs', 'compare'),
+                   metavar='DIR',
                    help='folder for compare.json and compare.png')
-    p.add_argument('--steps', type=int, help='training steps (default: '
-                   '--epochs epochs)')
-    p.add_argument('--epochs', type=int, default=1,
+    p.add_argument('--steps', type=int, metavar='N',
+                   help='training steps (default: --epochs epochs)')
+    p.add_argument('--epochs', type=int, metavar='N', default=1,
                    help='training epochs, when --steps is not given')
-    p.add_argument('--batch-size', type=int, default=COMPARE_BATCH_SIZE,
-                   help='examples a step')
+    p.add_argument('--batch-size', type=int, metavar='N',
+                   default=COMPARE_BATCH_SIZE, help='examples a step')
     p.add_argument('--lr', type=float, default=DEFAULTS.lr,
                    help="both learning rates under matched (textbook: "
                    "each chapter's, 0.1 and 0.001)")
-    p.add_argument('--controls', type=int, default=CONTROLS,
+    p.add_argument('--controls', type=int, metavar='N', default=CONTROLS,
                    help='under matched: Gluon runs again from its weights '
                    'x (1 + eps noise), eps the machine epsilon of --dtype, '
                    'one noise seed each: how far rounding alone carries a '
@@ -212,6 +214,20 @@ def build_parser():
     return parser
 
 
+def subcommands(parser=None):
+    """{name: parser} of gluon-fcn's subcommands (of `build_parser()` by
+    default), in the order --help lists them."""
+    parser = parser or build_parser()
+    return next(dict(a.choices) for a in parser._actions
+                if isinstance(a, argparse._SubParsersAction))
+
+
+def flags(parser):
+    """The option strings of `parser`, --help aside."""
+    return [s for a in parser._actions if a.dest != 'help'
+            for s in a.option_strings]
+
+
 def positive_sizes(args):
     """The counts and sizes train and compare share must be positive."""
     for flag in ('--epochs', '--batch-size', '--synth-train', '--synth-val',
@@ -240,8 +256,12 @@ def cmd_synth(args):
     from ..core.synthetic import make_synthetic_voc
     positive('--train', args.train)
     positive('--val', args.val)
-    make_synthetic_voc(args.out, args.train, args.val, seed=args.seed,
-                       binary=args.binary)
+    try:
+        make_synthetic_voc(args.out, args.train, args.val, seed=args.seed,
+                           binary=args.binary)
+    except OSError as e:
+        raise FCNError(f'--out {args.out}: cannot write {e.filename} '
+                       f'({e.strerror})') from e
     print(f'wrote {args.train} train and {args.val} val examples to '
           f'{args.out}')
     return 0
