@@ -329,7 +329,11 @@ def cmd_evaluate(args):
 
 # MXNet's threaded engine runs independent operators at once; in float64
 # they call MXNet's bundled OpenBLAS (an OpenMP build) from two threads,
-# which corrupts results now and then. The naive engine runs one at a time.
+# suspected of corrupting results now and then. The naive engine runs one
+# at a time. A precaution: here 7 float64 runs, on either engine, with and
+# without waiting for MXNet after each step, agreed bit for bit; the step-4
+# parting of issue 17 came from MXNet's float32 lr and wd (see
+# compare.recipes.as_mxnet_holds).
 SYNCHRONOUS = 'NaiveEngine'
 
 

@@ -119,9 +119,9 @@ def gluon_stepper(net, recipe):
 
     def step(X, y):
         result = train_batch_ch13(net, X, y, loss, trainer, [mx.cpu()])
-        # MXNet's engine is asynchronous: its update may still run when
-        # PyTorch starts, and float64 GEMMs of the two (each with an
-        # OpenMP team) then corrupt each other's results
+        # MXNet's engine is asynchronous: its update could still run when
+        # PyTorch starts, two OpenMP teams at once; a precaution (float64
+        # runs here agreed bit for bit without it)
         mx.nd.waitall()
         return result
     return step
