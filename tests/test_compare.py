@@ -77,7 +77,8 @@ def check_verdict(result, out):
     assert found['sentence'] in line
     if expected['beyond'] is not None:
         step = expected['beyond']
-        assert 'recipes differ measurably' in line
+        assert ('recipes differ measurably' if result['dtype'] == 'float64'
+                else '--dtype float64 tells which') in line
         assert ('forward pass' if step == 1 else
                 f'update of step {step - 1}') in line
     elif expected['within'] == expected['steps']:
@@ -144,7 +145,11 @@ def test_textbook_runs_each_chapter_s_recipe(textbook):
     assert result['controls'] == 0 and 'verdict' not in result
     assert '  PyTorch:     resnet18_v1, SGD lr 0.001, wd 0.001, gradient ' \
            'of the batch sum' in out
-    assert 'verdict' not in out and '[neutralised' not in out
+    assert '[neutralised' not in out and 'within the spread' not in out
+    gap = max(abs(r['gluon_loss'] - r['torch_loss'])
+              for r in result['steps'])
+    assert f'verdict (textbook, float32): largest loss gap Gluon - ' \
+           f'PyTorch {gap:.2g}' in out
 
 
 @pytest.mark.parametrize('backbone', ['resnet18_v1', 'resnet18_v2'])
@@ -184,8 +189,11 @@ def test_verdict_reads_each_step_against_the_controls():
         close['sentence']
     apart = verdict(result((1e-7, 2e-7), (1e-5, 2e-4), (1e-1, 2e-3)))
     assert apart['beyond'] == 3
-    assert 'differ measurably' in apart['sentence']
     assert 'the update of step 2' in apart['sentence']
+    assert 'float64 tells which' in apart['sentence']  # float32
+    steps = result((1e-13, 2e-13), (1e-7, 2e-13))
+    steps['dtype'] = 'float64'
+    assert 'recipes differ measurably' in verdict(steps)['sentence']
     first = verdict(result((1e-3, 2e-7), (1e-3, 2e-3)))
     assert first['beyond'] == 1 and 'forward pass' in first['sentence']
     # no spread at all: one rounding step of the loss still counts

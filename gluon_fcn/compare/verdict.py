@@ -9,7 +9,9 @@ the controls' spread, the largest |Gluon - control|: within it, PyTorch
 is as close to Gluon as Gluon is to itself after a rounding of its
 weights. Two libraries round the same net a little differently, so a gap
 a few times the spread is still rounding; more than ORDER times it at
-some step, and the recipes differ. At step 1 the nets hold the same
+some step, and the recipes differ (in float64, where the matched recipes
+agree to rounding; in float32 it may also be the libraries' rounding, and
+float64 tells). At step 1 the nets hold the same
 weights and see the same batch, so a gap there is the forward pass; a
 gap that first shows at step s > 1 comes from the update of step s - 1.
 """
@@ -70,12 +72,18 @@ def verdict(result):
 
 
 def sentence(found, dtype):
-    """The verdict in words."""
+    """The verdict in words. Beyond ORDER in float64 the recipes differ;
+    in float32 two libraries' arithmetic may also round further apart
+    than eps-sized noise in the weights, and float64 tells which."""
     if found['beyond'] is not None:
-        return (f'The matched recipes differ measurably: PyTorch parts '
-                f'from Gluon {found["ratio"]:.2g}x farther than {dtype} '
-                f'rounding carries Gluon, starting in '
-                f'{where_it_starts(found["beyond"])}.')
+        apart = (f'PyTorch parts from Gluon {found["ratio"]:.2g}x farther '
+                 f'than {dtype} rounding carries Gluon, starting in '
+                 f'{where_it_starts(found["beyond"])}')
+        if dtype == 'float64':
+            return f'The matched recipes differ measurably: {apart}.'
+        return (f'{apart}: a difference of recipe, or two libraries\' '
+                f'{dtype} arithmetic rounding further apart than eps-sized '
+                f'noise in the weights; --dtype float64 tells which.')
     if found['within'] == found['steps']:
         return (f'PyTorch stays within the spread of Gluon\'s own {dtype} '
                 f'rounding at every step: the two frameworks train alike, '
