@@ -316,7 +316,9 @@ def cmd_predict(args):
 
 def cmd_evaluate(args):
     from .inference import evaluate_run
+    from .runs import parse_device
     positive('--batch-size', args.batch_size)
+    parse_device(args.device)  # one device, before the run loads
     if args.batch_size and not args.crops:
         raise FCNError('--batch-size: only with --crops (whole images go '
                        'one at a time)')

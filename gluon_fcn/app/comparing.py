@@ -24,20 +24,15 @@ def write_comparison(result, out):
     save_json(result, os.path.join(out, 'compare.json'))
     steps = result['steps']
     panels = {}
-    for key, what, unit in (
-            ('loss', 'train loss', 'cross-entropy a pixel'),
-            ('acc', 'train accuracy', 'fraction of pixels right')):
+    for key, what in (('loss', 'train loss'), ('acc', 'train accuracy')):
         curves = {'MXNet Gluon': [r[f'gluon_{key}'] for r in steps],
                   'PyTorch': [r[f'torch_{key}'] for r in steps]}
         for i in range(result['controls']):
             curves[f'control {i + 1}'] = [r[f'control_{key}'][i]
                                           for r in steps]
-        panels[what] = (unit, curves)
-    figures.save_panels(
-        [r['step'] for r in steps], panels, 'step',
-        os.path.join(out, 'compare.png'),
-        title=f'{result["settings"]} settings, {result["dtype"]}, batch '
-        f'{result["batch_size"]}')
+        panels[what] = curves
+    figures.save_panels([r['step'] for r in steps], panels, 'step',
+                        os.path.join(out, 'compare.png'))
 
 
 def describe(recipe):

@@ -101,25 +101,21 @@ def _to_numpy(x):
     return x.asnumpy() if hasattr(x, 'asnumpy') else onp.asarray(x)
 
 
-def save_panels(x, panels, xlabel, path, title=None):
+def save_panels(x, panels, xlabel, path):
     """Side-by-side panels of named curves over a shared x axis.
 
-    `panels` maps a panel title to (its y label, {curve name: values});
-    the first curve is drawn solid and the others dashed, so coinciding
-    curves show. `title` goes above the panels.
+    `panels` maps a panel title to {curve name: values}; the first curve
+    is drawn solid and the others dashed, so coinciding curves show.
     """
     fig, axes = subplots(1, len(panels), squeeze=False,
                          figsize=(4 * len(panels), 3))
-    for ax, (name, (ylabel, curves)) in zip(axes[0], panels.items()):
-        for k, (label, values) in enumerate(curves.items()):
-            ax.plot(x, values, '-' if k == 0 else '--', label=label)
-        ax.set_title(name)
+    for ax, (title, curves) in zip(axes[0], panels.items()):
+        for k, (name, values) in enumerate(curves.items()):
+            ax.plot(x, values, '-' if k == 0 else '--', label=name)
+        ax.set_title(title)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
         ax.legend()
         ax.grid()
-    if title:
-        fig.suptitle(title)
     _save(fig, path)
 
 

@@ -15,7 +15,7 @@ from ..core.training import evaluate, seed_everything
 from ..errors import FCNError
 from . import figures
 from .checks import read_checked_image
-from .runs import data_folder, load_run, parse_device
+from .runs import data_folder, load_run, parse_devices
 
 
 def predict_files(net, classes, paths, out_dir, window, stride=None,
@@ -51,7 +51,7 @@ def evaluate_run(run_dir, data, data_dir, split='val', labels='voc',
     """Whole-image figures of a run on a split (with `json_path`: the JSON,
     a per-class IoU bar chart and a best/worst grid beside it); with
     `crops`, the chapter's test accuracy on seeded random crops instead."""
-    ctx = parse_device(device)
+    ctx = parse_devices(device, '--device')[0]
     net, config = load_run(run_dir, ctx)
     config = dataclasses.replace(config, data=data, data_dir=data_dir,
                                  labels=labels)
