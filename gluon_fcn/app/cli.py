@@ -79,18 +79,6 @@ def add_window_args(p):
                    '(default: 2/3 of the window)')
 
 
-def add_device_arg(p):
-    p.add_argument('--device', default='cpu:0', help='the one device to '
-                   "run on: cpu:N, gpu:N or 'auto' (the first GPU, else "
-                   'the CPU)')
-
-
-def add_run_arg(p):
-    p.add_argument('--run', required=True, metavar='DIR',
-                   help='a run folder that training finished (config.json '
-                   'and fcn.params)')
-
-
 def add_train_args(p):
     add_config_args(p)
     p.add_argument('--resume', action='store_true',
@@ -130,16 +118,15 @@ def add_launch_args(p):
 
 
 def add_predict_args(p):
-    add_run_arg(p)
-    p.add_argument('--out', required=True, metavar='DIR',
-                   help='folder for the masks and overlays')
-    add_device_arg(p)
+    p.add_argument('--run', required=True, help='a finished run folder')
+    p.add_argument('--out', required=True, help='folder for the masks')
+    p.add_argument('--device', default='cpu:0', help='cpu:N or gpu:N')
     add_window_args(p)
     p.add_argument('images', nargs='+', help='image files, any size')
 
 
 def add_evaluate_args(p):
-    add_run_arg(p)
+    p.add_argument('--run', required=True, help='a finished run folder')
     add_data_args(p)
     p.add_argument('--split', choices=('train', 'val'), default='val',
                    help='which split to score')
@@ -150,7 +137,7 @@ def add_evaluate_args(p):
                    'this JSON file, with an IoU bar chart and a best/worst '
                    'grid beside it (default: none written)')
     add_window_args(p)
-    add_device_arg(p)
+    p.add_argument('--device', default='cpu:0', help='cpu:N or gpu:N')
     p.add_argument('--crops', action='store_true',
                    help="the chapter's test accuracy on random crops "
                         'instead of whole images')
@@ -235,6 +222,12 @@ def positive_sizes(args):
         positive(flag, getattr(args, flag[2:].replace('-', '_')))
 
 
+def one_device(spec):
+    """--device names one device (checked before a net loads)."""
+    from .runs import parse_device
+    return parse_device(spec)
+
+
 def train_config(args):
     """The run's TrainConfig: the flags, or the saved one under --resume
     (with --epochs when given on the line)."""
@@ -305,9 +298,9 @@ def cmd_launch(args):
 
 def cmd_predict(args):
     from .inference import predict_files
-    from .runs import load_run, parse_device
+    from .runs import load_run, parse_devices
     window, stride = parse_windows(args)
-    ctx = parse_device(args.device)
+    ctx = parse_devices(args.device, '--device')[0]
     net, config = load_run(args.run, ctx)
     failed = predict_files(net, config.classes, args.images, args.out,
                            window or config.crop, stride, ctx)
@@ -316,9 +309,8 @@ def cmd_predict(args):
 
 def cmd_evaluate(args):
     from .inference import evaluate_run
-    from .runs import parse_device
     positive('--batch-size', args.batch_size)
-    parse_device(args.device)  # one device, before the run loads
+    one_device(args.device)
     if args.batch_size and not args.crops:
         raise FCNError('--batch-size: only with --crops (whole images go '
                        'one at a time)')
