@@ -11,13 +11,36 @@ import os
 import subprocess
 import sys
 
+from ..compare import CONTROLS
+from ..core.labels import LABEL_CONVENTIONS
 from ..errors import FCNError
 from . import interrupts
 from .config import (TrainConfig, add_config_args, config_from_args,
-                     parse_classes, parse_crop, parse_pair)
+                     parse_crop, parse_pair)
 
-Formatter = argparse.ArgumentDefaultsHelpFormatter
 DEFAULTS = TrainConfig()
+# compare trains three or more nets side by side: a smaller batch than the
+# chapter's keeps a step to seconds on a CPU
+COMPARE_BATCH_SIZE = 8
+COMPARE_FIELDS = ('data', 'data_dir', 'crop', 'seed', 'classes',
+                  'synth_train', 'synth_val', 'synth_scale')
+
+
+class Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` as a reference: each flag's meaning, then its default;
+    'required' for required flags, 'off' for switches, and help that
+    says its own default (what None means) is left as it is."""
+
+    def _get_help_string(self, action):
+        text = action.help or ''
+        if not action.option_strings or 'default' in text or \
+                action.dest == 'help':
+            return text
+        if action.required:
+            return f'{text} (required)'
+        if action.nargs == 0:  # store_true / store_false
+            return f'{text} (default: off)'
+        return super()._get_help_string(action)
 
 
 def positive(flag, value, low=0):
@@ -46,12 +69,8 @@ def subcommand(sub, name, help):
 
 
 def add_data_args(p):
-    """--data and --data-dir, with train's defaults."""
-    p.add_argument('--data', default=DEFAULTS.data,
-                   help=TrainConfig.__dataclass_fields__['data']
-                   .metadata['help'])
-    p.add_argument('--data-dir', default=DEFAULTS.data_dir,
-                   help="where 'synthetic' and 'voc2012' are kept")
+    """--data and --data-dir, as train has them."""
+    add_config_args(p, names=('data', 'data_dir'))
 
 
 def add_window_args(p):
@@ -71,26 +90,33 @@ def add_train_args(p):
 
 
 def add_synth_args(p):
-    p.add_argument('--out', default=os.path.join('data', 'synthetic'),
+    p.add_argument('--out', metavar='DIR',
+                   default=os.path.join(DEFAULTS.data_dir, 'synthetic'),
                    help='the folder to write')
-    p.add_argument('--train', type=int, default=200,
-                   help='training images')
-    p.add_argument('--val', type=int, default=50, help='validation images')
-    p.add_argument('--seed', type=int, default=0, help='random seed')
+    p.add_argument('--train', type=int, metavar='N',
+                   default=DEFAULTS.synth_train, help='training images')
+    p.add_argument('--val', type=int, metavar='N',
+                   default=DEFAULTS.synth_val, help='validation images')
+    p.add_argument('--seed', type=int, metavar='N', default=DEFAULTS.seed,
+                   help='seed of the shapes, textures and sizes')
     p.add_argument('--binary', action='store_true',
-                   help='label every object 1: object / background')
+                   help='label every object 1: object / background, with '
+                   'a classes.txt')
 
 
 def add_launch_args(p):
-    p.add_argument('--workers', type=int, required=True,
+    p.add_argument('--workers', type=int, metavar='N', required=True,
                    help='worker processes, each training on its shard')
-    p.add_argument('--servers', type=int, default=1,
+    p.add_argument('--servers', type=int, metavar='N', default=1,
                    help='parameter server processes')
-    p.add_argument('--hosts', help='hosts file, one host a line (ssh)')
+    p.add_argument('--hosts', metavar='FILE', help='hosts file, one host '
+                   'a line, for --launcher ssh (default: none)')
     p.add_argument('--launcher', choices=('local', 'ssh'), default='local',
-                   help="'local': every role on this machine")
+                   help="'local': every role on this machine; 'ssh': on "
+                   'the --hosts in turn')
     p.add_argument('job', nargs=argparse.REMAINDER,
-                   help='-- train ... --kvstore dist_sync')
+                   help='-- train ... --kvstore dist_sync: the command '
+                   'each worker runs')
 
 
 def add_net_args(p, onnx=False):
@@ -145,19 +171,20 @@ def add_evaluate_args(p):
     add_data_args(p)
     p.add_argument('--split', choices=('train', 'val'), default='val',
                    help='which split to score')
-    p.add_argument('--labels', choices=('d2l', 'voc'), default='voc',
+    p.add_argument('--labels', choices=LABEL_CONVENTIONS, default='voc',
                    help="'voc': the border is ignored; 'd2l': it is "
                         'background, as in the textbook')
-    p.add_argument('--json', help='write the figures to this JSON file, '
-                   'with an IoU bar chart and a best/worst grid beside it')
+    p.add_argument('--json', metavar='FILE', help='write the figures to '
+                   'this JSON file, with an IoU bar chart and a best/worst '
+                   'grid beside it (default: none written)')
     add_window_args(p)
     p.add_argument('--device', default='cpu:0', help='cpu:N or gpu:N')
     p.add_argument('--crops', action='store_true',
                    help="the chapter's test accuracy on random crops "
                         'instead of whole images')
-    p.add_argument('--batch-size', type=int,
-                   help="with --crops (default: the run's)")
-    p.add_argument('--seed', type=int, default=0,
+    p.add_argument('--batch-size', type=int, metavar='N',
+                   help="with --crops: crops a batch (default: the run's)")
+    p.add_argument('--seed', type=int, metavar='N', default=DEFAULTS.seed,
                    help='with --crops: seed of the crops')
 
 
@@ -165,27 +192,32 @@ def add_compare_args(p):
     p.add_argument('--settings', choices=('textbook', 'matched'),
                    default='textbook',
                    help="'textbook': each framework as its chapter has it;"
-                        " 'matched': the same backbone and update")
+                        " 'matched': the same backbone and update, and "
+                        'the --controls')
     p.add_argument('--backbone', default='resnet18_v1',
                    choices=('resnet18_v1', 'resnet18_v2'),
                    help="both frameworks' backbone under matched")
-    add_data_args(p)
+    add_config_args(p, names=COMPARE_FIELDS)
     p.add_argument('--out', default=os.path.join('runs', 'compare'),
+                   metavar='DIR',
                    help='folder for compare.json and compare.png')
-    p.add_argument('--steps', type=int, help='training steps (default: '
-                   '--epochs epochs)')
-    p.add_argument('--epochs', type=int, default=1, help='training epochs')
-    p.add_argument('--batch-size', type=int, default=8,
-                   help='examples a step')
-    p.add_argument('--crop', default='320,480', metavar='H,W',
-                   help='random crop, multiples of 32')
-    p.add_argument('--seed', type=int, default=0, help='random seed')
-    p.add_argument('--classes', help='as for train')
-    p.add_argument('--lr', type=float, default=0.1,
-                   help='both learning rates under matched')
+    p.add_argument('--steps', type=int, metavar='N',
+                   help='training steps (default: --epochs epochs)')
+    p.add_argument('--epochs', type=int, metavar='N', default=1,
+                   help='training epochs, when --steps is not given')
+    p.add_argument('--batch-size', type=int, metavar='N',
+                   default=COMPARE_BATCH_SIZE, help='examples a step')
+    p.add_argument('--lr', type=float, default=DEFAULTS.lr,
+                   help="both learning rates under matched (textbook: "
+                   "each chapter's, 0.1 and 0.001)")
+    p.add_argument('--controls', type=int, metavar='N', default=CONTROLS,
+                   help='under matched: Gluon runs again from its weights '
+                   'x (1 + eps noise), eps the machine epsilon of --dtype, '
+                   'one noise seed each: how far rounding alone carries a '
+                   'run')
     p.add_argument('--dtype', choices=('float32', 'float64'),
                    default='float32', help='float64 shows how much of a '
-                   'gap is rounding')
+                   'gap is rounding (runs on MXNet\'s naive engine)')
 
 
 def build_parser():
@@ -212,13 +244,38 @@ def build_parser():
     return parser
 
 
+def subcommands(parser=None):
+    """{name: parser} of gluon-fcn's subcommands (of `build_parser()` by
+    default), in the order --help lists them."""
+    parser = parser or build_parser()
+    return next(dict(a.choices) for a in parser._actions
+                if isinstance(a, argparse._SubParsersAction))
+
+
+def flags(parser):
+    """The option strings of `parser`, --help aside."""
+    return [s for a in parser._actions if a.dest != 'help'
+            for s in a.option_strings]
+
+
+def positive_sizes(args):
+    """The counts and sizes train and compare share must be positive."""
+    for flag in ('--epochs', '--batch-size', '--synth-train', '--synth-val',
+                 '--synth-scale'):
+        positive(flag, getattr(args, flag[2:].replace('-', '_')))
+
+
+def one_device(spec):
+    """--device names one device (checked before a net loads)."""
+    from .runs import parse_device
+    return parse_device(spec)
+
+
 def train_config(args):
     """The run's TrainConfig: the flags, or the saved one under --resume
     (with --epochs when given on the line)."""
-    positive('--epochs', args.epochs)
-    positive('--batch-size', args.batch_size)
+    positive_sizes(args)
     positive('--workers', args.num_workers, low=-1)
-    positive('--synth-scale', args.synth_scale)
     config = config_from_args(args)
     saved = os.path.join(args.out, 'config.json')
     if args.resume and os.path.isfile(saved):
@@ -235,8 +292,12 @@ def cmd_synth(args):
     from ..core.synthetic import make_synthetic_voc
     positive('--train', args.train)
     positive('--val', args.val)
-    make_synthetic_voc(args.out, args.train, args.val, seed=args.seed,
-                       binary=args.binary)
+    try:
+        make_synthetic_voc(args.out, args.train, args.val, seed=args.seed,
+                           binary=args.binary)
+    except OSError as e:
+        raise FCNError(f'--out {args.out}: cannot write {e.filename} '
+                       f'({e.strerror})') from e
     print(f'wrote {args.train} train and {args.val} val examples to '
           f'{args.out}')
     return 0
@@ -296,6 +357,10 @@ def cmd_evaluate(args):
     from .inference import evaluate_model, evaluate_run
     check_net_args(args)
     positive('--batch-size', args.batch_size)
+    one_device(args.device)
+    if args.batch_size and not args.crops:
+        raise FCNError('--batch-size: only with --crops (whole images go '
+                       'one at a time)')
     window, stride = parse_windows(args)
     if args.model and args.crops:
         raise FCNError('--crops: goes with --run (the crops are the run\'s)')
@@ -324,7 +389,11 @@ def cmd_export(args):
 
 # MXNet's threaded engine runs independent operators at once; in float64
 # they call MXNet's bundled OpenBLAS (an OpenMP build) from two threads,
-# which corrupts results now and then. The naive engine runs one at a time.
+# suspected of corrupting results now and then. The naive engine runs one
+# at a time. A precaution: here 7 float64 runs, on either engine, with and
+# without waiting for MXNet after each step, agreed bit for bit; the step-4
+# parting of issue 17 came from MXNet's float32 lr and wd (see
+# compare.recipes.as_mxnet_holds).
 SYNCHRONOUS = 'NaiveEngine'
 
 
@@ -338,9 +407,9 @@ def rerun_synchronously(argv):
 
 def cmd_compare(args):
     positive('--steps', args.steps)
-    positive('--epochs', args.epochs)
-    positive('--batch-size', args.batch_size)
+    positive_sizes(args)
     positive('--lr', args.lr)
+    positive('--controls', args.controls)
     if args.dtype == 'float64' and \
             os.environ.get('MXNET_ENGINE_TYPE') != SYNCHRONOUS:
         return rerun_synchronously(args.argv)
@@ -349,13 +418,8 @@ def cmd_compare(args):
     except ImportError as e:
         raise FCNError(f'compare needs PyTorch ({e}): pip install '
                        "'gluon-fcn[compare]' (torch==2.13.0, CPU)")
-    config = TrainConfig(data=args.data, data_dir=args.data_dir,
-                         batch_size=args.batch_size,
-                         crop=parse_crop(args.crop), seed=args.seed,
-                         classes=args.classes and
-                         parse_classes(args.classes))
-    run_compare(config, args.settings, args.out, args.steps, args.epochs,
-                args.backbone, args.dtype, args.lr)
+    run_compare(config_from_args(args), args.settings, args.out,
+                args.steps, args.backbone, args.dtype, args.controls)
     return 0
 
 

@@ -72,7 +72,8 @@ class TrainConfig:
     """Everything a run depends on; the defaults are the textbook's."""
     data: str = option('synthetic', "'synthetic' (made offline), 'voc2012' "
                        '(downloaded) or a VOC-layout folder')
-    out: str = option(os.path.join('runs', 'fcn'), 'the run folder')
+    out: str = option(os.path.join('runs', 'fcn'), 'the run folder',
+                      metavar='DIR')
     epochs: int = option(5, 'training epochs (the chapter: 5)')
     batch_size: int = option(32, 'examples a step, over all devices')
     crop: tuple = option((320, 480), 'random crop HEIGHT,WIDTH, multiples '
@@ -80,11 +81,11 @@ class TrainConfig:
     lr: float = option(0.1, 'SGD learning rate')
     wd: float = option(1e-3, 'SGD weight decay')
     devices: str = option('auto', "'auto' (every GPU, else the CPU), or "
-                          'e.g. cpu:0,cpu:1 or gpu:0,gpu:1')
+                          'e.g. cpu:0,cpu:1 or gpu:0,gpu:1', metavar='LIST')
     pretrained: bool = option(False, "the backbone's ImageNet weights "
                               'from the Gluon model store')
     model_root: str = option(None, 'the Gluon model store folder '
-                             '(default ~/.mxnet/models)')
+                             '(default: ~/.mxnet/models)', metavar='DIR')
     backbone: str = option('resnet18_v2', 'the feature extractor (the '
                            "chapter's: resnet18_v2)", choices=BACKBONES)
     head: str = option('32s', "'32s' (the chapter) or the FCN paper's skip "
@@ -94,28 +95,30 @@ class TrainConfig:
                                  'bilinear)', choices=UPSAMPLER_INITS)
     classes: tuple = option(None, "class names, comma-separated, in index "
                             "order (default: the data's classes.txt, else "
-                            "VOC's 21)", parse=parse_classes)
+                            "VOC's 21)", parse=parse_classes, metavar='NAMES')
     labels: str = option('d2l', "'d2l': the VOC border is background (the "
                          "textbook); 'voc': it is ignored",
                          choices=LABEL_CONVENTIONS)
     flip: bool = option(False, 'augment with random horizontal flips '
                         '(the chapter: off)')
     scale: tuple = option(None, 'augment with random rescaling LOW,HIGH '
-                          'before the crop, e.g. 0.5,2.0 (the chapter: '
-                          'off)', parse=parse_scale, metavar='LOW,HIGH')
+                          'before the crop, e.g. 0.5,2.0 (default: off, as '
+                          'in the chapter)', parse=parse_scale,
+                          metavar='LOW,HIGH')
     seed: int = option(0, 'seed of every random generator')
     num_workers: int = option(0, 'data loader processes', flag='--workers')
-    hybridize: bool = option(True, 'compile the net into a graph (turn '
-                             'off with --no-hybridize)')
+    hybridize: bool = option(True, 'run the net imperatively instead of '
+                             'compiling it into a graph (slower; easier to '
+                             'debug)')
     chapter_layers: bool = option(False, "the chapter's Conv2DTranspose "
                                   'and loss instead of the fast CPU '
                                   'operators (same values, slower)')
     data_dir: str = option('data', "where 'synthetic' and 'voc2012' are "
-                           'kept')
+                           'kept', metavar='DIR')
     synth_train: int = option(200, 'synthetic training images')
     synth_val: int = option(50, 'synthetic validation images')
     synth_scale: float = option(1.0, 'scale of the synthetic image sizes '
-                                '(the demo: 0.5)')
+                                '(the demo: 0.5)', metavar='X')
     kvstore: str = option('device', "where gradients meet: 'device', "
                           "'local', or MXNet's parameter server (dist_*, "
                           'in a job started by gluon-fcn launch)',
@@ -167,6 +170,8 @@ def add_config_args(parser, config_class=TrainConfig, names=None):
                 kwargs['default'] = ','.join(map(str, f.default))
         elif f.default is not None:
             kwargs['type'] = type(f.default)
+            if kwargs['type'] is int:
+                kwargs['metavar'] = 'N'
         else:
             kwargs['type'] = str
         for key in ('choices', 'metavar'):

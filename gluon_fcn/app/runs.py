@@ -58,6 +58,15 @@ def parse_devices(spec, flag='--devices'):
     return devices
 
 
+def parse_device(spec, flag='--device'):
+    """The one device of `spec`: 'cpu:0', 'gpu:1' or 'auto'."""
+    devices = parse_devices(spec, flag)
+    if len(devices) > 1 and spec != 'auto':
+        raise FCNError(f'{flag} {spec}: give one device, e.g. cpu:0 or '
+                       'gpu:0')
+    return devices[0]
+
+
 def data_folder(config, progress=True):
     """The VOC-layout folder behind `config.data`, made or fetched once."""
     try:
@@ -65,6 +74,9 @@ def data_folder(config, progress=True):
                             config.synth_val, config.synth_scale, progress)
     except FCNError as e:
         raise FCNError(f'--data: {e}') from e
+    except OSError as e:  # a --data-dir that cannot be written
+        raise FCNError(f'--data-dir {config.data_dir}: cannot write '
+                       f'{e.filename} ({e.strerror})') from e
 
 
 def make_loaders(config, voc_dir, index_labels=False, kvstore='device'):

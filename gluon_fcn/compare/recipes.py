@@ -27,6 +27,15 @@ class Recipe:
     torch_init: bool = False    # torch: keep PyTorch's 1x1 conv init
 
 
+def as_mxnet_holds(value):
+    """A learning rate or weight decay as MXNet's SGD operators hold it, a
+    C++ float: 0.1 -> 0.10000000149011612. In float64 their update is
+    PyTorch's with these values (to 1e-16); with the exact 0.1 the two
+    steps differ by 1.5e-8 of an update, which training from scratch
+    amplifies until the curves part (measured in `differences`)."""
+    return float(onp.float32(value))
+
+
 def recipes(settings, backbone='resnet18_v1', lr=0.1):
     """(Gluon recipe, PyTorch recipe) for 'textbook' or 'matched' (with
     both at learning rate `lr`, by default the MXNet chapter's)."""
@@ -37,7 +46,8 @@ def recipes(settings, backbone='resnet18_v1', lr=0.1):
     if settings == 'matched':
         tp.check_backbone(backbone)
         return (Recipe(backbone, lr, 1e-3),
-                Recipe(backbone, lr, 1e-3, gluon_bn=True))
+                Recipe(backbone, as_mxnet_holds(lr), as_mxnet_holds(1e-3),
+                       gluon_bn=True))
     raise FCNError(f'--settings {settings}: choose textbook or matched')
 
 
@@ -80,18 +90,25 @@ def torch_train_batch(net, X, y, optimizer, loss_sum):
     return float(l.detach().sum()), float(correct)
 
 
-def perturbed_copy(net, num_classes, backbone, seed, dtype, scale=1e-7):
-    """The control: a Gluon FCN with `net`'s weights times (1 + `scale` x
-    standard normal noise), about one float32 rounding step."""
+def perturbed_copy(net, num_classes, backbone, seed, dtype, scale=None):
+    """A control: a Gluon FCN of `dtype` with `net`'s weights times (1 +
+    `scale` x standard normal noise); `scale` by default `dtype`'s machine
+    epsilon (float32 1.2e-7, float64 2.2e-16), about one rounding step."""
+    scale = perturbation(dtype) if scale is None else scale
     copy = build_fcn(num_classes, backbone)
+    copy.cast(dtype)
     rng = onp.random.RandomState(seed)
     for mine, theirs in zip(copy.collect_params().values(),
                             net.collect_params().values()):
-        value = theirs.data().asnumpy()
+        value = theirs.data().asnumpy().astype(mine.dtype)
         noise = 1 + scale * rng.standard_normal(value.shape)
-        mine.set_data(array(value * noise, dtype=value.dtype))
-    copy.cast(dtype)
+        mine.set_data(array(value * noise, dtype=mine.dtype))
     return copy
+
+
+def perturbation(dtype):
+    """The controls' noise: `dtype`'s machine epsilon."""
+    return float(onp.finfo(dtype).eps)
 
 
 def gluon_stepper(net, recipe):
@@ -102,9 +119,9 @@ def gluon_stepper(net, recipe):
 
     def step(X, y):
         result = train_batch_ch13(net, X, y, loss, trainer, [mx.cpu()])
-        # MXNet's engine is asynchronous: its update may still run when
-        # PyTorch starts, and float64 GEMMs of the two (each with an
-        # OpenMP team) then corrupt each other's results
+        # MXNet's engine is asynchronous: its update could still run when
+        # PyTorch starts, two OpenMP teams at once; a precaution (float64
+        # runs here agreed bit for bit without it)
         mx.nd.waitall()
         return result
     return step

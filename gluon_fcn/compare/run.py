@@ -3,9 +3,10 @@
 `compare` trains a Gluon FCN and the d2l PyTorch FCN of `torch_port` on
 the same batches in the same order from the same initial weights, in two
 modes: 'textbook' (each framework as its chapter has it) and 'matched'
-(the same backbone and the same effective update, so the curves
-coincide). `gluon_fcn.compare.differences` measures every way the two
-chapters differ.
+(the same backbone and the same effective update), where Gluon runs
+again from slightly perturbed weights as controls. `verdict` says whether
+the two frameworks part further than the controls; `differences`
+measures every way the two chapters differ.
 """
 import dataclasses
 
@@ -16,23 +17,27 @@ from tqdm import tqdm
 from ..core.dataset import SegDataset
 from ..core.training import seed_everything
 from ..errors import FCNError
-from .recipes import gluon_stepper, initial_nets, perturbed_copy, recipes
-from .recipes import torch_stepper
+from . import CONTROLS
+from .recipes import (gluon_stepper, initial_nets, perturbation,
+                      perturbed_copy, recipes, torch_stepper)
 
 
 def compare(voc_dir, settings='textbook', steps=None, epochs=1,
             batch_size=8, crop=(320, 480), seed=0, num_classes=21,
             backbone='resnet18_v1', index_labels=False, dtype='float32',
-            lr=0.1, progress=True):
+            lr=0.1, progress=True, controls=CONTROLS):
     """Train both frameworks on the same batches; the per-step figures.
 
-    Returns a dict: settings, both recipes and `steps`, a list of
+    Returns a dict: settings, dtype, both recipes and `steps`, a list of
     {'step', 'epoch', 'gluon_loss', 'torch_loss', 'gluon_acc',
-    'torch_acc'} with the loss averaged over the batch's examples and the
-    accuracy over its pixels. Under 'matched' a control runs too
-    ('control_loss', 'control_acc'): Gluon again from weights perturbed
-    by ~1e-7, which shows how far float32 rounding alone carries a run
-    from scratch. `dtype` 'float64' runs everything in double precision.
+    'torch_acc'} with the loss averaged over the batch's examples (each
+    the mean over its pixels) and the accuracy over its pixels. Under
+    'matched', `controls` more runs train too ('control_loss',
+    'control_acc', a value per control): Gluon again from its weights
+    times (1 + eps x standard normal noise), eps `dtype`'s machine
+    epsilon, noise seeds `seed`, `seed` + 1, ...; how far they part from
+    Gluon shows how far rounding alone carries a run from scratch
+    (`verdict`). `dtype` 'float64' runs everything in double precision.
     """
     gluon_recipe, torch_recipe = recipes(settings, backbone, lr)
     seed_everything(seed)
@@ -40,18 +45,20 @@ def compare(voc_dir, settings='textbook', steps=None, epochs=1,
     train_iter = gluon.data.DataLoader(dataset, batch_size, shuffle=True,
                                        last_batch='discard')
     if len(train_iter) == 0:
-        raise FCNError(f'{voc_dir}: fewer train images of at least '
-                       f'{crop[0]}x{crop[1]} than --batch-size {batch_size}')
+        raise FCNError(f'{voc_dir}: {len(dataset)} train images of at '
+                       f'least {crop[0]}x{crop[1]}, fewer than a batch '
+                       f'({batch_size})')
     net, torch_net = initial_nets(num_classes, gluon_recipe, torch_recipe,
                                   seed)
-    runs = {}
-    if settings == 'matched':
-        runs['control'] = gluon_stepper(perturbed_copy(
-            net, num_classes, backbone, seed, dtype), gluon_recipe)
+    control_nets = [perturbed_copy(net, num_classes, gluon_recipe.backbone,
+                                   seed + i, dtype)
+                    for i in range(controls if settings == 'matched'
+                                   else 0)]
     net.cast(dtype)
     torch_net.to(getattr(torch, dtype))
-    runs.update(gluon=gluon_stepper(net, gluon_recipe),
-                torch=torch_stepper(torch_net, torch_recipe))
+    gluon_step = gluon_stepper(net, gluon_recipe)
+    torch_step = torch_stepper(torch_net, torch_recipe)
+    control_steps = [gluon_stepper(n, gluon_recipe) for n in control_nets]
     records = []
     total = steps or epochs * len(train_iter)
     bar = tqdm(total=total, disable=not progress, desc=settings,
@@ -63,10 +70,14 @@ def compare(voc_dir, settings='textbook', steps=None, epochs=1,
                 break
             X, y = X.astype(dtype), y.astype(dtype)
             record = {'step': len(records) + 1, 'epoch': epoch + 1}
-            for name, step in runs.items():
-                l, correct = step(X, y)
-                record.update({f'{name}_loss': l / len(X),
-                               f'{name}_acc': correct / y.size})
+            for name, step in (('gluon', gluon_step), ('torch', torch_step)):
+                record[f'{name}_loss'], record[f'{name}_acc'] = \
+                    mean_figures(step(X, y), y)
+            if control_steps:
+                figures = [mean_figures(step(X, y), y)
+                           for step in control_steps]
+                record['control_loss'] = [f[0] for f in figures]
+                record['control_acc'] = [f[1] for f in figures]
             records.append(record)
             bar.update()
         if len(records) == total:
@@ -74,39 +85,21 @@ def compare(voc_dir, settings='textbook', steps=None, epochs=1,
     bar.close()
     return {'settings': settings, 'data': voc_dir, 'crop': list(crop),
             'batch_size': batch_size, 'seed': seed, 'dtype': dtype,
+            'controls': len(control_steps),
+            'perturbation': perturbation(dtype),
             'gluon': dataclasses.asdict(gluon_recipe),
             'torch': dataclasses.asdict(torch_recipe), 'steps': records}
 
 
-SIDES = (('gluon', 'MXNet Gluon'), ('torch', 'PyTorch'),
-         ('control', 'Gluon, weights x (1 + 1e-7 noise)'))
+def mean_figures(figures, y):
+    """(loss sum, correct pixels) of a step -> (mean loss an example,
+    fraction of pixels right)."""
+    loss_sum, correct = figures
+    return loss_sum / len(y), correct / y.size
 
 
 def max_gap(result, other='torch'):
-    """The largest |Gluon - other| over the steps: (loss, accuracy);
-    `other` 'torch' or (under matched) 'control'."""
+    """The largest |Gluon - PyTorch| over the steps: (loss, accuracy)."""
     steps = result['steps']
     return (max(abs(r['gluon_loss'] - r[f'{other}_loss']) for r in steps),
             max(abs(r['gluon_acc'] - r[f'{other}_acc']) for r in steps))
-
-
-def format_steps(result):
-    """A line per step: both losses and accuracies, then the largest gap.
-    """
-    control = 'control_loss' in result['steps'][0]
-    lines = ['step  gluon loss  torch loss  gluon acc  torch acc' +
-             ('  control loss' if control else '')]
-    for r in result['steps']:
-        lines.append(f'{r["step"]:4d}  {r["gluon_loss"]:10.4f}  '
-                     f'{r["torch_loss"]:10.4f}  {r["gluon_acc"]:9.4f}  '
-                     f'{r["torch_acc"]:9.4f}' +
-                     (f'  {r["control_loss"]:12.4f}' if control else ''))
-    loss_gap, acc_gap = max_gap(result)
-    lines.append(f'largest gap Gluon - PyTorch over {len(result["steps"])} '
-                 f'steps: loss {loss_gap:.2e}, accuracy {acc_gap:.2e} '
-                 f'({result["settings"]}, {result["dtype"]})')
-    if control:
-        loss_gap, acc_gap = max_gap(result, 'control')
-        lines.append(f'largest gap Gluon - Gluon from weights x (1 + 1e-7 '
-                     f'noise): loss {loss_gap:.2e}, accuracy {acc_gap:.2e}')
-    return '\n'.join(lines)

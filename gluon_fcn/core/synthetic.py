@@ -261,6 +261,8 @@ def make_synthetic_voc(out_dir, num_train=200, num_val=50, seed=0,
     if not classes or not all(0 < c < len(VOC_CLASSES) for c in classes):
         raise FCNError(f'classes must be VOC indices 1..20, not {classes}')
     ids = [f'synth_{i:06d}' for i in range(num_train + num_val)]
+    for folder in ('JPEGImages', 'SegmentationClass'):  # fail before the bar
+        os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
     for i, name in enumerate(tqdm(ids, desc='synthetic VOC',
                                   disable=not progress)):
         rng = onp.random.default_rng([seed, i])

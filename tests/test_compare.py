@@ -1,0 +1,210 @@
+"""`gluon-fcn compare`: both chapters side by side, the verdict against
+the controls, and the report a student reads."""
+import contextlib
+import io
+import json
+import os
+
+import numpy as onp
+import pytest
+
+from gluon_fcn.app.cli import main
+from gluon_fcn.compare.verdict import ORDER, verdict
+
+pytest.importorskip('torch')
+R = pytest.importorskip('gluon_fcn.compare.run')
+
+
+def run_compare(synth_voc, out, settings, *extra):
+    """compare on 64x96 crops, 3 steps of 4 examples: compare.json."""
+    assert main(['compare', '--settings', settings, '--data', synth_voc,
+                 '--steps', '3', '--batch-size', '4', '--crop', '64,96',
+                 '--out', str(out), *extra]) == 0
+    assert os.path.getsize(os.path.join(out, 'compare.png')) > 0
+    with open(os.path.join(out, 'compare.json')) as f:
+        return json.load(f)
+
+
+def printed(synth_voc, out, settings):
+    """run_compare's result and what it printed (in this process)."""
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        result = run_compare(synth_voc, out, settings)
+    return result, stdout.getvalue()
+
+
+@pytest.fixture(scope='module')
+def matched(synth_voc, tmp_path_factory):
+    return printed(synth_voc, tmp_path_factory.mktemp('matched'),
+                   'matched')
+
+
+@pytest.fixture(scope='module')
+def textbook(synth_voc, tmp_path_factory):
+    return printed(synth_voc, tmp_path_factory.mktemp('textbook'),
+                   'textbook')
+
+
+def expected_verdict(result):
+    """What the steps of a matched result show, counted here: the loss gap
+    |Gluon - PyTorch| against the largest |Gluon - control| (or one
+    rounding step of the loss) at each step."""
+    gaps, spreads = [], []
+    for r in result['steps']:
+        loss = r['gluon_loss']
+        gaps.append(abs(loss - r['torch_loss']))
+        ulp = onp.spacing(onp.dtype(result['dtype']).type(loss))
+        spreads.append(max([abs(loss - c) for c in r['control_loss']] +
+                           [float(ulp)]))
+    beyond = [i + 1 for i, (g, s) in enumerate(zip(gaps, spreads))
+              if g > ORDER * s]
+    return {'gap': max(gaps), 'spread': max(spreads),
+            'within': sum(g <= s for g, s in zip(gaps, spreads)),
+            'within_order': sum(g <= ORDER * s
+                                for g, s in zip(gaps, spreads)),
+            'steps': len(gaps), 'beyond': beyond[0] if beyond else None}
+
+
+def check_verdict(result, out):
+    """The verdict in compare.json and on stdout says what the gaps
+    show."""
+    expected = expected_verdict(result)
+    found = result['verdict']
+    assert {k: found[k] for k in expected} == pytest.approx(expected)
+    line = next(l for l in out.splitlines() if l.startswith('verdict'))
+    assert f'within the spread at {expected["within"]} of ' \
+           f'{expected["steps"]} steps' in line
+    assert found['sentence'] in line
+    if expected['beyond'] is not None:
+        step = expected['beyond']
+        assert ('recipes differ measurably' if result['dtype'] == 'float64'
+                else '--dtype float64 tells which') in line
+        assert ('forward pass' if step == 1 else
+                f'update of step {step - 1}') in line
+    elif expected['within'] == expected['steps']:
+        assert 'stays within the spread' in line
+    else:
+        assert 'train alike, to rounding' in line
+
+
+def test_matched_starts_together(matched):
+    """float32: the first step's figures agree; later steps drift apart
+    by rounding amplified by training from scratch at lr 0.1."""
+    result, _ = matched
+    assert [r['step'] for r in result['steps']] == [1, 2, 3]
+    first = result['steps'][0]
+    assert first['torch_loss'] == pytest.approx(first['gluon_loss'],
+                                                rel=1e-5)
+    assert first['torch_acc'] == pytest.approx(first['gluon_acc'],
+                                               abs=1e-4)
+    # the controls: Gluon from weights x (1 + 1.2e-7 noise)
+    assert len(first['control_loss']) == result['controls'] == 3
+    assert result['perturbation'] == pytest.approx(1.19e-7, rel=1e-2)
+    for loss in first['control_loss']:
+        assert loss == pytest.approx(first['gluon_loss'], rel=1e-5)
+    assert len(result['differences']) == 10
+
+
+def test_matched_verdict_says_what_the_gaps_show(matched):
+    check_verdict(*matched)
+
+
+def test_matched_report_shows_what_ran(matched):
+    """Under matched the report names the matched recipes (not the
+    textbook's), the units, and what matched did about each difference.
+    """
+    result, out = matched
+    ran = out.split('\n\n')[0].splitlines()
+    assert ran[0].startswith('ran: matched settings, float32, 3 steps of '
+                             '4 random 64x96 crops, seed 0')
+    assert ran[1] == ('  MXNet Gluon: resnet18_v1, SGD lr 0.1, wd 0.001, '
+                      'gradient of the batch mean')
+    assert ran[2].startswith('  PyTorch:     resnet18_v1, SGD lr '
+                             '0.1000000015, wd 0.001000000047')
+    assert 'resnet18_v2' not in '\n'.join(ran)
+    assert 'loss: cross-entropy a pixel' in out
+    aspects = [l for l in out.splitlines()
+               if l and not l.startswith(' ') and l.endswith(']')]
+    assert len(aspects) == 10
+    assert all(any(f'[{word}' in l for word in
+                   ('neutralised', 'remains', 'the same'))
+               for l in aspects)
+    # the BatchNorm measurement says what its n is
+    assert 'n = 4 images x 16 pixels = 64 values a channel' in out
+    assert not any(l.startswith('read ') for l in out.splitlines())
+
+
+def test_textbook_runs_each_chapter_s_recipe(textbook):
+    result, out = textbook
+    assert result['gluon']['backbone'] == 'resnet18_v2'
+    assert result['torch'] == dict(backbone='resnet18_v1', lr=0.001,
+                                   wd=1e-3, loss_sum=True, gluon_bn=False,
+                                   torch_init=True)
+    assert R.max_gap(result)[0] > 0.01  # two different recipes
+    assert 'control_loss' not in result['steps'][0]
+    assert result['controls'] == 0 and 'verdict' not in result
+    assert '  PyTorch:     resnet18_v1, SGD lr 0.001, wd 0.001, gradient ' \
+           'of the batch sum' in out
+    assert '[neutralised' not in out and 'within the spread' not in out
+    gap = max(abs(r['gluon_loss'] - r['torch_loss'])
+              for r in result['steps'])
+    assert f'verdict (textbook, float32): largest loss gap Gluon - ' \
+           f'PyTorch {gap:.2g}' in out
+
+
+@pytest.mark.parametrize('backbone', ['resnet18_v1', 'resnet18_v2'])
+def test_matched_float64_is_the_same_update(synth_voc, tmp_path, capfd,
+                                            backbone):
+    """In float64 (on MXNet's naive engine) PyTorch stays within an order
+    of magnitude of Gluon's own float64 rounding at every step: the
+    matched recipes are the same; the verdict says so."""
+    result = run_compare(synth_voc, tmp_path, 'matched', '--dtype',
+                         'float64', '--backbone', backbone,
+                         '--batch-size', '2', '--controls', '2')
+    assert result['engine'] == 'NaiveEngine'
+    loss_gap, acc_gap = R.max_gap(result)
+    assert loss_gap < 1e-6 and acc_gap < 1e-4
+    out = capfd.readouterr().out
+    check_verdict(result, out)
+    assert expected_verdict(result)['beyond'] is None
+
+
+def test_verdict_reads_each_step_against_the_controls():
+    """The rule on made-up steps: within the spread, within ORDER times
+    it, or beyond (where: the forward pass at step 1, else the update
+    before)."""
+    def result(*rows):
+        return {'dtype': 'float32', 'steps': [
+            {'step': i + 1, 'gluon_loss': 1.0, 'torch_loss': 1.0 + gap,
+             'control_loss': [1.0 + spread, 1.0 - spread / 2]}
+            for i, (gap, spread) in enumerate(rows)]}
+
+    alike = verdict(result((1e-7, 2e-7), (1e-4, 2e-4)))
+    assert alike['within'] == 2 and alike['beyond'] is None
+    assert 'stays within the spread' in alike['sentence']
+    close = verdict(result((1e-7, 2e-7), (6e-4, 2e-4), (1e-3, 2e-3)))
+    assert (close['within'], close['within_order']) == (2, 3)
+    assert close['ratio'] == pytest.approx(3) and close['ratio_step'] == 2
+    assert 'at most 3.0x as far as the controls (step 2)' in \
+        close['sentence']
+    apart = verdict(result((1e-7, 2e-7), (1e-5, 2e-4), (1e-1, 2e-3)))
+    assert apart['beyond'] == 3
+    assert 'the update of step 2' in apart['sentence']
+    assert 'float64 tells which' in apart['sentence']  # float32
+    steps = result((1e-13, 2e-13), (1e-7, 2e-13))
+    steps['dtype'] = 'float64'
+    assert 'recipes differ measurably' in verdict(steps)['sentence']
+    first = verdict(result((1e-3, 2e-7), (1e-3, 2e-3)))
+    assert first['beyond'] == 1 and 'forward pass' in first['sentence']
+    # no spread at all: one rounding step of the loss still counts
+    same = verdict(result((0.0, 0.0), (onp.spacing(onp.float32(1)), 0.0)))
+    assert same['within'] == 2
+
+
+def test_compare_bad_flags(capsys):
+    assert main(['compare', '--steps', '0']) == 2
+    assert '--steps must be positive' in capsys.readouterr().err
+    assert main(['compare', '--crop', '60,90']) == 2
+    assert 'multiples of 32' in capsys.readouterr().err
+    assert main(['compare', '--controls', '0']) == 2
+    assert '--controls must be positive' in capsys.readouterr().err

@@ -1,0 +1,144 @@
+"""The command line as a reference: --help gives every flag a meaning and
+a default (the config's), --debug goes anywhere on the line, and each
+error names a flag of the subcommand in use."""
+import argparse
+import dataclasses
+import re
+
+import pytest
+
+from gluon_fcn.app.cli import (COMPARE_FIELDS, build_parser, flags, main,
+                               subcommands)
+from gluon_fcn.app.config import TrainConfig, flag_of
+from gluon_fcn.errors import FCNError
+
+
+def help_entries(parser):
+    """{flag: its help as --help prints it, defaults filled in}."""
+    formatter = parser._get_formatter()
+    entries = {}
+    for action in parser._actions:
+        if action.dest == 'help' or not action.option_strings:
+            continue
+        text = formatter._get_help_string(action)
+        text = text % dict(vars(action), prog=parser.prog)
+        entries[action.option_strings[-1]] = text
+    return entries
+
+
+@pytest.mark.parametrize('name', ['gluon-fcn'] + list(subcommands()))
+def test_every_flag_has_a_meaning_and_a_default(name):
+    parser = build_parser() if name == 'gluon-fcn' else subcommands()[name]
+    entries = help_entries(parser)
+    assert entries
+    for flag, text in entries.items():
+        meaning = re.split(r' \((default|required)', text)[0]
+        assert len(meaning.split()) >= 2, flag  # words, not a bare name
+        assert 'default' in text or text.endswith('(required)'), flag
+        assert '(default: None)' not in text, flag
+    assert '(default: None)' not in parser.format_help()
+
+
+def test_train_and_compare_show_the_config_s_defaults():
+    """The defaults --help prints are TrainConfig's: train takes them all,
+    compare those it shares."""
+    config = TrainConfig()
+    for name, fields in (('train', [f.name for f in
+                                    dataclasses.fields(TrainConfig)]),
+                         ('compare', COMPARE_FIELDS)):
+        entries = help_entries(subcommands()[name])
+        for field in dataclasses.fields(TrainConfig):
+            if field.name not in fields:
+                continue
+            value = getattr(config, field.name)
+            if isinstance(value, bool):
+                flag = flag_of(field) if not value else \
+                    f'--no-{flag_of(field)[2:]}'
+                assert entries[flag].endswith('(default: off)')
+            elif value is not None:
+                shown = ','.join(map(str, value)) \
+                    if isinstance(value, tuple) else str(value)
+                assert entries[flag_of(field)].endswith(
+                    f'(default: {shown})'), field.name
+
+
+@pytest.mark.parametrize('argv', [
+    ['--debug', 'predict', '--run', '/no/run', '--out', 'x', 'a.jpg'],
+    ['predict', '--debug', '--run', '/no/run', '--out', 'x', 'a.jpg'],
+    ['predict', '--run', '/no/run', '--out', 'x', 'a.jpg', '--debug'],
+    ['train', '--data', '/no/such/folder', '--out', '/no/run', '--debug'],
+    ['compare', '--steps', '0', '--debug'],
+])
+def test_debug_shows_the_traceback_wherever_it_stands(argv, capsys):
+    with pytest.raises(FCNError):
+        main(argv)
+    without = [a for a in argv if a != '--debug']
+    assert main(without) == 2
+    assert capsys.readouterr().err.startswith('gluon-fcn: error: ')
+
+
+def test_every_subcommand_takes_debug():
+    for name, parser in subcommands().items():
+        assert '--debug' in flags(parser), name
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['predict', '--run', '/no/run', '--out', 'x', '--device', 'gpu:0',
+      'a.jpg'], '--device: gpu:0 does not exist here'),
+    (['predict', '--run', '/no/run', '--out', 'x', '--device', 'tpu:0',
+      'a.jpg'], "--device: cannot read 'tpu:0'"),
+    (['evaluate', '--run', '/no/run', '--device', 'cpu:0,cpu:1'],
+     '--device cpu:0,cpu:1: give one device'),
+    (['evaluate', '--run', '/no/run', '--device', 'gpu:3'],
+     '--device: gpu:3 does not exist here'),
+    (['evaluate', '--run', '/no/run', '--window', '100,96'],
+     '--window 100,96: both sides must be'),
+    (['evaluate', '--run', '/no/run', '--stride', '0,5'],
+     '--stride 0,5: both sides must be positive'),
+    (['evaluate', '--run', '/no/run', '--batch-size', '4'],
+     '--batch-size: only with --crops'),
+    (['evaluate', '--run', '/no/run', '--crops', '--batch-size', '0'],
+     '--batch-size must be positive'),
+    (['evaluate', '--run', '/no/run'], '--run /no/run: not a run folder'),
+    (['train', '--devices', 'gpu:0'], '--devices: gpu:0 does not exist'),
+    (['train', '--synth-train', '0'], '--synth-train must be positive'),
+    (['train', '--data-dir', '/proc/no/such', '--synth-train', '3',
+      '--synth-val', '2'], '--data-dir /proc/no/such: cannot write'),
+    (['compare', '--data', '/no/such/folder'],
+     '--data: /no/such/folder is not a folder'),
+    (['compare', '--synth-scale', '0'], '--synth-scale must be positive'),
+    (['compare', '--classes', 'one'], '--classes one: give at least two'),
+    (['compare', '--lr', '0'], '--lr must be positive'),
+    (['synth', '--val', '0'], '--val must be positive'),
+    (['synth', '--out', '/proc/no/such'], '--out /proc/no/such: cannot'),
+    (['launch', '--workers', '0', '--', 'train'],
+     '--workers must be positive'),
+    (['launch', '--workers', '1', '--launcher', 'ssh', '--', 'train'],
+     'launch --launcher ssh: give the machines with --hosts'),
+])
+def test_errors_name_a_flag_of_the_subcommand_in_use(argv, message,
+                                                     tmp_path, capsys):
+    if argv[0] == 'train':
+        argv = argv + ['--out', str(tmp_path / 'run')]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f'gluon-fcn: error: {message}')
+    assert len(err.splitlines()) == 1
+    own = set(flags(subcommands()[argv[0]]))
+    if argv[0] == 'launch':  # the job after -- is a train command
+        own |= set(flags(subcommands()['train']))
+    named = set(re.findall(r'(?<![\w-])--[a-z][a-z0-9-]*', err))
+    assert named and named <= own, named - own
+    assert not (tmp_path / 'run').exists()
+
+
+def test_the_formatter_marks_required_flags_and_switches():
+    parser = argparse.ArgumentParser(formatter_class=type(
+        build_parser()._get_formatter()))
+    parser.add_argument('--need', required=True, help='a thing it needs')
+    parser.add_argument('--flag', action='store_true', help='turn it on')
+    parser.add_argument('--size', type=int, default=3, help='how many')
+    entries = help_entries(parser)
+    assert entries == {'--need': 'a thing it needs (required)',
+                       '--flag': 'turn it on (default: off)',
+                       '--size': 'how many (default: 3)'}
