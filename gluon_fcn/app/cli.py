@@ -10,6 +10,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import warnings
 
 from ..errors import FCNError
 from .config import (TrainConfig, add_config_args, config_from_args,
@@ -91,10 +92,36 @@ def add_launch_args(p):
                    help='-- train ... --kvstore dist_sync')
 
 
+def add_precision_arg(p):
+    from ..fast.precision import PRECISIONS
+    p.add_argument('--precision', choices=PRECISIONS,
+                   default='fp32', help="the backbone's arithmetic on the "
+                   'CPU: bf16 and int8 are faster where the CPU has the '
+                   'units (AMX, AVX-512 BF16 / VNNI), else fp32 with a '
+                   "note; int8 is calibrated once on the run's training "
+                   'images')
+
+
+@contextlib.contextmanager
+def precision_notes():
+    """A precision the machine cannot run: one line, `gluon-fcn: note:`."""
+    from ..fast.precision import PrecisionNote
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always', PrecisionNote)
+        yield
+    for w in caught:
+        if issubclass(w.category, PrecisionNote):
+            print(f'gluon-fcn: note: {w.message}', file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename,
+                                 w.lineno)
+
+
 def add_predict_args(p):
     p.add_argument('--run', required=True, help='a finished run folder')
     p.add_argument('--out', required=True, help='folder for the masks')
     p.add_argument('--device', default='cpu:0', help='cpu:N or gpu:N')
+    add_precision_arg(p)
     add_window_args(p)
     p.add_argument('images', nargs='+', help='image files, any size')
 
@@ -118,6 +145,7 @@ def add_evaluate_args(p):
                    help="with --crops (default: the run's)")
     p.add_argument('--seed', type=int, default=0,
                    help='with --crops: seed of the crops')
+    add_precision_arg(p)
 
 
 def add_compare_args(p):
@@ -240,7 +268,8 @@ def cmd_predict(args):
     from .runs import load_run, parse_devices
     window, stride = parse_windows(args)
     ctx = parse_devices(args.device, '--device')[0]
-    net, config = load_run(args.run, ctx)
+    with precision_notes():
+        net, config = load_run(args.run, ctx, precision=args.precision)
     failed = predict_files(net, config.classes, args.images, args.out,
                            window or config.crop, stride, ctx)
     return 1 if failed else 0
@@ -250,9 +279,10 @@ def cmd_evaluate(args):
     from .inference import evaluate_run
     positive('--batch-size', args.batch_size)
     window, stride = parse_windows(args)
-    evaluate_run(args.run, args.data, args.data_dir, args.split, args.labels,
-                 args.json, window, stride, args.device, args.crops,
-                 args.batch_size, args.seed)
+    with precision_notes():
+        evaluate_run(args.run, args.data, args.data_dir, args.split,
+                     args.labels, args.json, window, stride, args.device,
+                     args.crops, args.batch_size, args.seed, args.precision)
     return 0
 
 

@@ -7,6 +7,8 @@ package never switches the mode itself: these helpers make arrays in the
 mode in force and convert between flavours where an operator exists in
 one only.
 """
+import contextlib
+
 import mxnet as mx
 import numpy as onp
 from mxnet import util
@@ -15,6 +17,15 @@ from mxnet import util
 def numpy_mode():
     """Whether MXNet's NumPy array semantics are on in this thread."""
     return util.is_np_array()
+
+
+@contextlib.contextmanager
+def legacy_semantics():
+    """MXNet's legacy array and shape semantics inside the block, the
+    caller's mode restored after: for MXNet APIs that take legacy arrays
+    only (AMP, quantization, `nd.save`)."""
+    with util.np_array(False), util.np_shape(False):
+        yield
 
 
 def is_numpy(x):
