@@ -8,11 +8,13 @@ first cell does, and every function works in the mode of its caller.
 
 Imported before MXNet, it gives MXNet one OpenMP thread per physical core
 (`threads.default_omp_threads`; MXNet's own default is half the logical
-CPUs), unless OMP_NUM_THREADS is set.
+CPUs), unless OMP_NUM_THREADS is set, and lets its oneDNN use AMX for
+bf16 and int8 where Linux grants the tiles (`threads.enable_amx`).
 """
-from .threads import default_omp_threads
+from .threads import default_omp_threads, enable_amx
 
 default_omp_threads()
+enable_amx()
 
 __version__ = '0.2.0'
 

@@ -1,4 +1,5 @@
-"""How many OpenMP threads MXNet should use, decided before it loads.
+"""What MXNet's CPU backend may use, decided before it loads: how many
+OpenMP threads, and whether oneDNN may run AMX (`enable_amx`).
 
 MXNet 1.9.1 (src/engine/openmp.cc) takes half the logical CPUs on x86,
 assuming two hyper-threads a core; on machines without hyper-threading
@@ -8,7 +9,11 @@ idle: the chapter's model trained at 2.7 img/s on 1 thread and 4.7 on 2
 sets the OpenMP runtime it shares with oneDNN (and with torch, when both
 are in one process) to that count.
 """
+import ctypes
+import logging
 import os
+import platform
+import sys
 
 
 def physical_cores(cpuinfo='/proc/cpuinfo'):
@@ -40,3 +45,43 @@ def default_omp_threads():
     if 'MXNET_OMP_MAX_THREADS' not in os.environ:
         os.environ.setdefault('OMP_NUM_THREADS', str(physical_cores()))
     return os.environ.get('OMP_NUM_THREADS')
+
+
+# Linux's arch_prctl (x86-64 syscall 158): a process must ask for the AMX
+# tile registers before it may use them (Documentation/arch/x86/xstate.rst)
+SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 158, 0x1023, 18
+ISA_VAR, AMX_ISA = 'DNNL_MAX_CPU_ISA', 'AVX512_CORE_AMX'
+log = logging.getLogger(__name__)
+
+
+def request_amx_permission():
+    """Ask Linux for the AMX tiles: True where granted; False off x86-64
+    Linux, on kernels before 5.16 and on CPUs without AMX."""
+    if sys.platform != 'linux' or platform.machine() != 'x86_64':
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syscall(SYS_ARCH_PRCTL, ARCH_REQ_XCOMP_PERM,
+                            XFEATURE_XTILEDATA) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def enable_amx(request=request_amx_permission):
+    """Let MXNet's oneDNN (2.4) use AMX for bf16 and int8, which it does
+    only when DNNL_MAX_CPU_ISA allows it; takes effect only before MXNet
+    loads. oneDNN dies with SIGILL on AMX code the kernel has not allowed,
+    so the ISA is raised only once `request` (the permission) succeeds;
+    otherwise nothing changes but one debug line, and a cap of AMX that
+    the process inherited is dropped. A user's other cap is kept. float32
+    runs the same kernels either way. Returns the cap in force."""
+    isa = os.environ.get(ISA_VAR)
+    if isa not in (None, AMX_ISA):
+        return isa
+    if request():
+        os.environ[ISA_VAR] = AMX_ISA
+        return AMX_ISA
+    log.debug('gluon-fcn: no AMX (the CPU or the kernel refused the tile '
+              "permission): oneDNN keeps its own ISA")
+    os.environ.pop(ISA_VAR, None)
+    return None

@@ -29,7 +29,7 @@ def test_train_writes_the_run_folder(run):
     from gluon_fcn.app.runs import load_run
     from gluon_fcn.fast.upsample import QuadrantConv2DTranspose
     if native.load():  # the fast upsampler by default
-        assert isinstance(load_run(run)[0][-1], QuadrantConv2DTranspose)
+        assert isinstance(load_run(run)[0].head[-1], QuadrantConv2DTranspose)
     names = set(os.listdir(run))
     assert {'config.json', 'log.txt', 'fcn.params', 'curves.png',
             'predictions.png', 'metrics.json', 'checkpoints'} <= names

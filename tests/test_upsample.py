@@ -83,12 +83,12 @@ def test_optimized_net_equals_the_chapter_net(head, tmp_path):
     plain.save_parameters(str(tmp_path / 'fcn.params'))
     fast = accelerate(build_fcn(21, head=head))
     fast.load_parameters(str(tmp_path / 'fcn.params'))
-    optimize_for_inference(fast, np.zeros((1, 3, 96, 128)))
+    fused = optimize_for_inference(fast, np.zeros((1, 3, 96, 128)))
     for shape in ((1, 3, 96, 128), (2, 3, 64, 32)):
         X = np.array(onp.random.RandomState(2).randn(*shape),
                      dtype='float32')
         expected = plain(X).asnumpy()
-        gap = onp.abs(fast(X).asnumpy() - expected).max()
+        gap = onp.abs(fused(X).asnumpy() - expected).max()
         assert gap <= 1e-5 * onp.abs(expected).max()
     fast_names = [n.replace(fast.prefix, plain.prefix, 1)
                   for n in fast.collect_params().keys()]

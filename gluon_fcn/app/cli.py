@@ -10,6 +10,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import warnings
 
 from ..compare import CONTROLS
 from ..core.labels import LABEL_CONVENTIONS
@@ -158,10 +159,36 @@ def add_export_args(p):
                    'batch size, height and width')
 
 
+def add_precision_arg(p):
+    from ..fast.precision import PRECISIONS
+    p.add_argument('--precision', choices=PRECISIONS,
+                   default='fp32', help="the backbone's arithmetic on the "
+                   'CPU: bf16 and int8 are faster where the CPU has the '
+                   'units (AMX, AVX-512 BF16 / VNNI), else fp32 with a '
+                   "note; int8 is calibrated once on the run's training "
+                   'images')
+
+
+@contextlib.contextmanager
+def precision_notes():
+    """A precision the machine cannot run: one line, `gluon-fcn: note:`."""
+    from ..fast.precision import PrecisionNote
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always', PrecisionNote)
+        yield
+    for w in caught:
+        if issubclass(w.category, PrecisionNote):
+            print(f'gluon-fcn: note: {w.message}', file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename,
+                                 w.lineno)
+
+
 def add_predict_args(p):
     add_net_args(p, onnx=True)
     p.add_argument('--out', required=True, help='folder for the masks')
     p.add_argument('--device', default='cpu:0', help='cpu:N or gpu:N')
+    add_precision_arg(p)
     add_window_args(p)
     p.add_argument('images', nargs='+', help='image files, any size')
 
@@ -186,6 +213,7 @@ def add_evaluate_args(p):
                    help="with --crops: crops a batch (default: the run's)")
     p.add_argument('--seed', type=int, metavar='N', default=DEFAULTS.seed,
                    help='with --crops: seed of the crops')
+    add_precision_arg(p)
 
 
 def add_compare_args(p):
@@ -346,8 +374,10 @@ def cmd_predict(args):
     check_net_args(args)
     window, stride = parse_windows(args)
     ctx = parse_devices(args.device, '--device')[0]
-    net, legend, window = open_net(args.run, args.model, args.onnx,
-                                   args.model_root, args.params, ctx, window)
+    with precision_notes():
+        net, legend, window = open_net(args.run, args.model, args.onnx,
+                                       args.model_root, args.params, ctx,
+                                       window, args.precision)
     failed = predict_files(net, legend, args.images, args.out, window,
                            stride, ctx, details=not args.run)
     return 1 if failed else 0
@@ -369,9 +399,11 @@ def cmd_evaluate(args):
                        args.data_dir, args.split, args.labels, args.json,
                        window, stride, args.device)
     else:
-        evaluate_run(args.run, args.data, args.data_dir, args.split,
-                     args.labels, args.json, window, stride, args.device,
-                     args.crops, args.batch_size, args.seed)
+        with precision_notes():
+            evaluate_run(args.run, args.data, args.data_dir, args.split,
+                         args.labels, args.json, window, stride,
+                         args.device, args.crops, args.batch_size,
+                         args.seed, args.precision)
     return 0
 
 

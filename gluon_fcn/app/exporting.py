@@ -5,7 +5,7 @@ import numpy as onp
 
 import mxnet as mx
 
-from ..core.arrays import legacy_mode
+from ..core.arrays import legacy_semantics
 from ..core.labels import Legend
 from ..core.zoo import load_pretrained
 from ..fast.export import (OnnxNet, export_mxnet, export_onnx, load_mxnet,
@@ -36,7 +36,7 @@ def export_net(run=None, model=None, model_root=None, params=None,
     files with the largest relative error of the exported model against
     MXNet's net, at `shape` and, where `dynamic`, at a second size.
     Returns {'files': [...], 'errors': {'HxW': error}}."""
-    with legacy_mode():  # MXNet's exporters know legacy operators only
+    with legacy_semantics():  # MXNet's exporters know legacy operators only
         net, legend, window = net_to_export(run, model, model_root, params)
         shape = tuple(shape or window)
         shapes = [shape] + ([(shape[0] + 32, shape[1] + 64)] if dynamic

@@ -26,12 +26,15 @@ from .runs import data_folder, load_run, parse_devices
 
 
 def open_net(run=None, model=None, onnx=None, model_root=None,
-             params=None, ctx=None, window=None):
+             params=None, ctx=None, window=None, precision='fp32'):
     """The net of `--run`, `--model` or `--onnx`, made fast for forward
     passes, its `Legend`, and its window: `window`, else the run's crop,
     the zoo's crop size or the ONNX file's input size."""
+    if precision != 'fp32' and not run:
+        raise FCNError(f'--precision {precision}: goes with --run (it is '
+                       "calibrated on the run's images)")
     if run:
-        net, config = load_run(run, ctx)
+        net, config = load_run(run, ctx, precision=precision)
         return net, Legend(config.classes), window or config.crop
     if model:
         net = load_pretrained(model, model_root, params, ctx)
@@ -88,12 +91,15 @@ def predict_files(net, legend, paths, out_dir, window, stride=None,
 
 def evaluate_run(run_dir, data, data_dir, split='val', labels='voc',
                  json_path=None, window=None, stride=None, device='cpu:0',
-                 crops=False, batch_size=None, seed=0):
+                 crops=False, batch_size=None, seed=0, precision='fp32'):
     """Whole-image figures of a run on a split (with `json_path`: the JSON,
     a per-class IoU bar chart and a best/worst grid beside it); with
-    `crops`, the chapter's test accuracy on seeded random crops instead."""
+    `crops`, the chapter's test accuracy on seeded random crops instead.
+    With `precision` 'bf16' or 'int8', the net runs in it and the whole-
+    image figures are compared with float32's on the same images."""
     ctx = parse_devices(device, '--device')[0]
-    net, config = load_run(run_dir, ctx)
+    net, config = load_run(run_dir, ctx, precision=precision)
+    precision = getattr(net, 'precision', 'fp32')  # the one that runs
     config = dataclasses.replace(config, data=data, data_dir=data_dir,
                                  labels=labels)
     voc_dir = data_folder(config)
@@ -102,8 +108,10 @@ def evaluate_run(run_dir, data, data_dir, split='val', labels='voc',
         return crop_accuracy(net, config, voc_dir, split, batch_size, seed,
                              json_path, index_labels)
     window = window or config.crop
+    reference = load_run(run_dir, ctx)[0] if precision != 'fp32' else None
     return score_images(net, Legend(config.classes), voc_dir, split,
-                        labels, json_path, window, stride, ctx)
+                        labels, json_path, window, stride, ctx, precision,
+                        reference)
 
 
 def evaluate_model(model, model_root, params, data, data_dir, split='val',
@@ -125,20 +133,34 @@ def evaluate_model(model, model_root, params, data, data_dir, split='val',
 
 
 def score_images(net, legend, voc_dir, split, labels, json_path, window,
-                 stride, ctx):
-    """Predict a split whole, print the figures, and with `json_path`
-    write them with their figures (`figures.save_eval_report`)."""
+                 stride, ctx, precision='fp32', reference=None):
+    """Predict a split whole, print the figures (with `reference`, a
+    float32 net: how `precision`'s predictions differ from its), and with
+    `json_path` write them with their figures
+    (`figures.save_eval_report`)."""
     metrics, scores = evaluate_images(net, voc_dir, split, legend.classes,
-                                      labels, window, stride, ctx)
+                                      labels, window, stride, ctx,
+                                      reference=reference)
+    metrics['precision'] = precision
     print(f'{split}: pixel acc {metrics["pixel_acc"]:.3f}, mean acc '
           f'{metrics["mean_acc"]:.3f}, mean IoU {metrics["mean_iou"]:.3f}, '
           f'fw IoU {metrics["fw_iou"]:.3f} on {metrics["images"]} whole '
-          f'images ({labels} labels)')
+          f'images ({labels} labels, {precision})')
+    if reference is not None:
+        print(format_against_fp32(metrics['against_reference'], precision))
     if json_path:
         figures.save_eval_report(net, voc_dir, metrics, scores, json_path,
                                  legend.classes, labels, window, stride,
                                  ctx, colours=legend.colours())
     return metrics
+
+
+def format_against_fp32(against, precision):
+    """One line: how `precision`'s predictions differ from float32's."""
+    return (f'{precision} against fp32: {against["changed_pixels"]:.3%} '
+            f'of pixels change class; pixel acc '
+            f'{against["pixel_acc_delta"]:+.4f}, mean IoU '
+            f'{against["mean_iou_delta"]:+.4f}')
 
 
 def crop_accuracy(net, config, voc_dir, split, batch_size, seed, json_path,

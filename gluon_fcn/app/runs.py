@@ -8,11 +8,14 @@ atomically; the checkpoint's JSON is written last and marks it complete.
 """
 import contextlib
 import dataclasses
+import glob
+import hashlib
 import os
 import re
 import shutil
 
 import mxnet as mx
+import numpy as onp
 from mxnet import gluon
 
 from .. import fast
@@ -27,7 +30,7 @@ from ..core.files import (atomic_path, check_readable, load_json,
                           write_text)
 from ..core.labels import resolve_classes
 from ..core.model import build_fcn
-from ..core.predict import predict_image
+from ..core.predict import image_batch, predict_image
 from ..core.training import (History, NonFiniteLoss, examples_per_sec,
                              fit_epochs, format_epoch, format_summary,
                              make_loss, seed_everything)
@@ -294,7 +297,7 @@ def fit(config, resume=False, overwrite=False, progress=True):
             return dict(history.epochs[-1], rank=rank)
     save_params(net, os.path.join(out, 'fcn.params'))
     if config.hybridize:  # training is over: fuse for the final passes
-        fast.optimize_for_inference(
+        net = fast.optimize_for_inference(
             net, zeros((1, 3) + config.crop, ctx=devices[0]),
             quadrants=False)
     save_prediction_figure(net, voc_dir, config,
@@ -359,12 +362,54 @@ def read_run(run_dir, ctx=None, flag='--run'):
     return net, config
 
 
-def load_run(run_dir, ctx=None, flag='--run'):
+def load_run(run_dir, ctx=None, flag='--run', precision='fp32'):
     """The trained net of a run folder, made fast for inference
     (`optimize_for_inference`: train it no further), and its config, in
-    the flavour of the MXNet mode in force."""
+    the flavour of the MXNet mode in force. With `precision` 'bf16' or
+    'int8', the backbone runs in it (`gluon_fcn.fast.precision`); int8 is
+    calibrated on the run's training images once, and kept in the run's
+    `int8/` folder."""
     net, config = read_run(run_dir, ctx, flag)
-    fast.optimize_for_inference(
+    net = fast.optimize_for_inference(
         net, zeros((1, 3) + config.crop, ctx=ctx or mx.cpu()),
-        quadrants=False)
+        quadrants=False, precision=precision,
+        calib_data=lambda: calibration_images(config),
+        int8_cache=int8_cache(run_dir) if precision == 'int8' else None)
     return net, config
+
+
+def int8_cache(run_dir):
+    """The file prefix of the run's calibrated int8 net, named after its
+    fcn.params, so a resumed run is calibrated again; older ones are
+    removed."""
+    with open(os.path.join(run_dir, 'fcn.params'), 'rb') as f:
+        key = hashlib.sha1(f.read()).hexdigest()[:12]
+    prefix = os.path.join(run_dir, 'int8', f'fcn-{key}')
+    for path in glob.glob(os.path.join(glob.escape(run_dir), 'int8', '*')):
+        if not os.path.basename(path).startswith(f'fcn-{key}-'):
+            os.remove(path)
+    return prefix
+
+
+def calibration_images(config, n=fast.precision.NUM_CALIB_EXAMPLES):
+    """(n, 3, H, W) float32 NumPy: centre crops of the config's size of
+    the first `n` training images that are as large, normalised as in
+    training (for int8 calibration)."""
+    try:
+        voc_dir = data_folder(config, progress=False)
+        names = read_split(voc_dir, 'train')
+    except FCNError as e:
+        raise FCNError(f'--precision int8: calibrating needs the run\'s '
+                       f'training images: {e}') from e
+    (h, w), crops, sizes = config.crop, [], []
+    for name in names:
+        img = read_image(example_paths(voc_dir, name)[0])
+        sizes.append(img.shape[:2])
+        y0, x0 = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
+        if y0 >= 0 and x0 >= 0:
+            crops.append(image_batch(img[y0:y0 + h, x0:x0 + w]).asnumpy())
+        if len(crops) == n:
+            break
+    if not crops:
+        raise FCNError(no_image_fits(voc_dir, 'train', config.crop, sizes))
+    return onp.concatenate(crops)

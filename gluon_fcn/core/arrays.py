@@ -20,10 +20,11 @@ def numpy_mode():
 
 
 @contextlib.contextmanager
-def legacy_mode():
-    """NumPy mode off (legacy arrays and shapes) inside the block, for
-    what exists in the legacy flavour only (the legacy file format,
-    MXNet's ONNX exporter); the caller's mode is restored after."""
+def legacy_semantics():
+    """MXNet's legacy array and shape semantics inside the block, the
+    caller's mode restored after: for what exists in the legacy flavour
+    only (the legacy file format, AMP, quantization, MXNet's ONNX
+    exporter)."""
     with util.np_array(False), util.np_shape(False):
         yield
 

@@ -3,7 +3,9 @@
 Each image is predicted whole by sliding windows (`predict_mask`), its
 label read under a convention ('d2l': the border is background; 'voc': the
 border is ignored), and one confusion matrix is accumulated over the split,
-from which `gluon_fcn.core.metrics` derives the FCN paper's figures.
+from which `gluon_fcn.core.metrics` derives the FCN paper's figures;
+optionally against a reference net's predictions (bf16 or int8 against
+float32).
 """
 from tqdm import tqdm
 
@@ -22,22 +24,40 @@ def read_label(voc_dir, name, labels='voc'):
 
 def evaluate_images(net, voc_dir, split='val', classes=None, labels='voc',
                     window=(320, 480), stride=None, ctx=None,
-                    progress=True):
+                    progress=True, reference=None):
     """Whole-image figures over a split; also each image's (name, mIoU).
+
+    With a `reference` net (the float32 one, against a bf16 or int8
+    `net`), the metrics also hold 'against_reference': the share of all
+    pixels whose predicted class differs between the two, the
+    reference's figures, and the differences (net - reference) of pixel
+    accuracy and mean IoU.
 
     Returns (metrics dict, [(name, image mean IoU), ...]).
     """
     num_classes = len(classes)
-    total = ConfusionMatrix(num_classes)
-    scores = []
+    total, ref_total = (ConfusionMatrix(num_classes) for _ in range(2))
+    scores, changed, pixels = [], 0, 0
     for name in tqdm(read_split(voc_dir, split), desc=f'evaluate {split}',
                      disable=not progress, leave=False):
         img = read_image(example_paths(voc_dir, name)[0])
-        pred = predict_mask(net, img, window, stride, ctx)
-        hist = confusion_matrix(pred, read_label(voc_dir, name, labels),
-                                num_classes)
+        label = read_label(voc_dir, name, labels)
+        pred = predict_mask(net, img, window, stride, ctx).asnumpy()
+        hist = confusion_matrix(pred, label, num_classes)
         total.mat += hist
         scores.append((name, segmentation_metrics(hist)['mean_iou']))
+        if reference is not None:
+            ref = predict_mask(reference, img, window, stride, ctx).asnumpy()
+            ref_total.update(ref, label)
+            changed += int((ref != pred).sum())
+            pixels += pred.size
     metrics = total.compute(list(classes))
     metrics.update(labels=labels, images=len(scores), split=split)
+    if reference is not None:
+        ref = ref_total.compute(list(classes))
+        metrics['against_reference'] = {
+            'changed_pixels': changed / max(pixels, 1),
+            'pixel_acc_delta': metrics['pixel_acc'] - ref['pixel_acc'],
+            'mean_iou_delta': metrics['mean_iou'] - ref['mean_iou'],
+            'reference': ref}
     return metrics, scores

@@ -11,7 +11,7 @@ The native operators have no counterpart elsewhere, so the chapter's
 layers take their place first (`use_chapter_layers`): same parameters,
 same numbers. MXNet 1.9.1's ONNX exporter knows the legacy operators only,
 so a net to export is built with NumPy mode off
-(`gluon_fcn.core.arrays.legacy_mode`).
+(`gluon_fcn.core.arrays.legacy_semantics`).
 
 ONNX needs the `export` extra: onnx (1.15 to 1.18: 1.19 dropped
 `onnx.mapping`, which MXNet 1.9.1's exporter calls) and onnxruntime.
@@ -56,7 +56,7 @@ def check_legacy(net):
     """Refuse a net built with NumPy mode on, in one line."""
     if is_numpy(first_data(net)):
         raise FCNError('export: build the net with NumPy mode off (with '
-                       'gluon_fcn.core.arrays.legacy_mode()); MXNet\'s '
+                       'gluon_fcn.core.arrays.legacy_semantics()); MXNet\'s '
                        'exporters know the legacy operators only')
 
 

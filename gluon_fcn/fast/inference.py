@@ -1,5 +1,6 @@
 """The chapter's net made fast on a CPU, for training and for inference.
 """
+from .precision import inference_net, split_at_upsampler, usable_precision
 from .upsample import use_quadrant_split
 
 
@@ -14,16 +15,35 @@ def accelerate(net):
     return net
 
 
-def optimize_for_inference(net, X, quadrants=True):
-    """Make `net` fast for forward passes on batches shaped like `X`: the
-    transposed convolutions computed through the quadrant split (with
-    `quadrants`), and MXNet's oneDNN subgraph backend fusing convolution,
-    BatchNorm and ReLU into one kernel, with static memory and shapes.
-    Outputs equal the plain net's to float32 rounding; parameters keep
-    their names and values. For inference only: BatchNorm is folded with
-    its running statistics. Returns `net`."""
+def optimize_for_inference(net, X, quadrants=True, precision='fp32',
+                           calib_data=None, int8_cache=None):
+    """The net to run forward passes of `net` (from `build_fcn`) on
+    batches shaped like `X`, fast: the transposed convolutions computed
+    through the quadrant split (with `quadrants`), the rest as one graph
+    through MXNet's oneDNN backend, which fuses convolution, BatchNorm,
+    ReLU and the residual sums into one kernel, with static memory and
+    shapes. For inference only: BatchNorm is folded with its running
+    statistics. `net` may be changed (accelerated, hybridized); use the
+    net returned.
+
+    precision : 'fp32' (outputs equal the plain net's to float32
+        rounding), 'bf16' or 'int8' (the backbone in that precision, the
+        upsampler in float32; `gluon_fcn.fast.precision`). Where the
+        machine cannot run it, a `PrecisionNote` warning and float32.
+    calib_data : (N, 3, H, W) images, a few training ones, or a function
+        returning them; int8 only (its scales are calibrated on them),
+        unless found in `int8_cache`.
+    int8_cache : str, optional
+        File prefix of the int8 body (calibrated once, saved there).
+
+    Returns an `InferenceFCN` for the chapter's net on the CPU; else
+    (skip heads, a GPU: float32 only) `net` itself, fused in place.
+    """
+    precision = usable_precision(precision, X.context, net)
     if quadrants:
         accelerate(net)
-    net.optimize_for(X, backend='MKLDNN', static_alloc=True,
-                     static_shape=True)
-    return net
+    if X.context.device_type != 'cpu' or split_at_upsampler(net) is None:
+        net.optimize_for(X, backend='MKLDNN', static_alloc=True,
+                         static_shape=True)
+        return net
+    return inference_net(net, X, precision, calib_data, int8_cache)

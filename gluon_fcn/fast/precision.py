@@ -1,0 +1,318 @@
+"""The chapter's net for inference on the CPU, in float32, bfloat16
+(MXNet's AMP) or int8 (oneDNN's quantization, `mx.contrib.quantization`),
+on AMX where the CPU and Linux allow it (`gluon_fcn.threads.enable_amx`).
+
+The net (a `HybridSequential` ending in its transposed convolution) is
+cut in two, and `InferenceFCN` runs the parts one after the other:
+
+- the body, the backbone and the 1x1 score convolution, as one graph
+  through oneDNN: convolution, BatchNorm, ReLU and the residual sum fused
+  into one kernel. bf16: the convolutions in bfloat16, BatchNorm's
+  statistics kept in float32 (AMP's lists,
+  `mxnet/contrib/amp/lists/symbol_bf16.py`). int8: every convolution,
+  the first and the score one included, in int8 with its BatchNorm and
+  ReLU, scales from a min/max ('naive') calibration on a few images; the
+  residual sums in float32 (`fused_sums`); the output back in float32.
+- the head, the transposed convolution, in float32 through the quadrant
+  split (`fast.upsample`): AMP keeps `Deconvolution` in float32 in any
+  case, and MXNet has no int8 one. Converting the whole chapter-layer
+  net instead, with oneDNN's transposed convolution, was 1.8x slower in
+  int8 and 1.4x in bf16 (batch 4, 320x480).
+
+`layer_precisions` lists what each layer computes in. The skip heads
+(`SkipFCN`) run in float32 only. The graph is traced from `net` in the
+caller's mode and run under MXNet's legacy semantics (AMP and the
+quantizer take legacy arrays only); `InferenceFCN` takes and returns
+arrays of the caller's flavour.
+"""
+import json
+import os
+import warnings
+
+import mxnet as mx
+import numpy as onp
+from mxnet import gluon
+from mxnet.gluon import nn
+
+from .. import threads
+from ..core.arrays import as_legacy, legacy, legacy_semantics, like
+from ..errors import FCNError
+from .native import cpu_flags
+
+PRECISIONS = ('fp32', 'bf16', 'int8')
+# the CPU flags (/proc/cpuinfo) that run each precision faster than fp32,
+# best first, and the units they name
+UNITS = {'bf16': (('amx_bf16', 'AMX'), ('avx512_bf16', 'AVX-512 BF16')),
+         'int8': (('amx_int8', 'AMX'), ('avx512_vnni', 'AVX-512 VNNI'),
+                  ('avx_vnni', 'AVX-VNNI'), ('avx512bw', 'AVX-512'))}
+NUM_CALIB_EXAMPLES = 16
+
+
+class PrecisionNote(UserWarning):
+    """A precision this machine cannot run: the net runs in float32."""
+
+
+def amx_allowed():
+    """Whether oneDNN may run AMX in this process (the tiles granted and
+    the ISA raised before MXNet loaded, `threads.enable_amx`)."""
+    return os.environ.get(threads.ISA_VAR) == threads.AMX_ISA
+
+
+def precision_units(precision, flags=None, amx=None):
+    """The CPU units `precision` runs on here ('AMX', 'AVX-512 BF16', ...,
+    'float32 units' for fp32), or None where none runs it faster than
+    float32. `flags` and `amx` default to this machine's."""
+    if precision == 'fp32':
+        return 'float32 units'
+    flags = set((cpu_flags() if flags is None else flags).split())
+    amx = amx_allowed() if amx is None else amx
+    for flag, units in UNITS[precision]:
+        if flag in flags and (amx or units != 'AMX'):
+            return units
+    return None
+
+
+def usable_precision(precision, ctx=None, net=None, units=None):
+    """`precision` if this machine runs it for `net`, else 'fp32' after
+    one `PrecisionNote` saying why. `units` defaults to
+    `precision_units`."""
+    if precision not in PRECISIONS:
+        raise FCNError(f'unknown precision {precision!r}; choose from '
+                       f'{", ".join(PRECISIONS)}')
+    if precision == 'fp32':
+        return precision
+    ctx = ctx or mx.cpu()
+    units = units if units is not None else precision_units(precision)
+    if ctx.device_type != 'cpu':
+        reason = f'it runs on the CPU only, not {ctx}'
+    elif not mx.runtime.Features().is_enabled('MKLDNN'):
+        reason = 'this MXNet has no oneDNN (MKLDNN)'
+    elif not units:
+        names = ' or '.join(f for f, _ in UNITS[precision])
+        reason = f'this CPU has none of {names}'
+    elif net is not None and split_at_upsampler(net) is None:
+        reason = ("it is for the chapter's 32s net, not a "
+                  f'{type(net).__name__}')
+    else:
+        return precision
+    warnings.warn(f'{precision} inference: {reason}; running float32',
+                  PrecisionNote, stacklevel=3)
+    return 'fp32'
+
+
+class InferenceFCN(nn.Block):
+    """A fused `body` graph (legacy semantics, in float32, bf16 or int8)
+    followed by a float32 `head`: (B, 3, H, W) -> (B, C, H, W) float32
+    logits, in the flavour of its input."""
+
+    def __init__(self, body, head, precision, **kwargs):
+        super().__init__(**kwargs)
+        self.body, self.head, self.precision = body, head, precision
+
+    def forward(self, x):
+        with legacy_semantics():
+            y = self.body(as_legacy(x))
+            if y.dtype != 'float32':  # bf16's last convolution
+                y = mx.nd.amp_cast(y, dtype='float32')
+        return self.head(like(y, x))
+
+
+def split_at_upsampler(net):
+    """(body, head) of a `HybridSequential` ending in transposed
+    convolutions (the chapter's net): the layers before the first one and
+    the rest, sharing `net`'s; None for other nets."""
+    layers = list(net._children.values())
+    first = next((i for i, layer in enumerate(layers)
+                  if isinstance(layer, nn.Conv2DTranspose)), None)
+    if not isinstance(net, nn.HybridSequential) or not first:
+        return None
+    body, head = nn.HybridSequential(), nn.HybridSequential()
+    for layer in layers[:first]:
+        body.add(layer)
+    for layer in layers[first:]:
+        head.add(layer)
+    return body, head
+
+
+# how an addition of two equal shapes is written in a graph: the legacy
+# operator, which oneDNN fuses into the convolution before it (conv + sum),
+# or NumPy mode's, which it leaves apart
+ADDITIONS = {True: 'elemwise_add', False: '_npi_add'}
+
+
+def residual_additions(sym, shape, fused=True):
+    """`sym` (legacy) with every addition of two equal shapes (ResNet's
+    residual sums) written as `ADDITIONS[fused]`, whichever mode traced
+    it. `shape` is the input's."""
+    internals = sym.get_internals()
+    _, shapes, _ = internals.infer_shape_partial(data=shape)
+    shapes = dict(zip(internals.list_outputs(), shapes))
+    graph = json.loads(sym.tojson())
+    nodes = graph['nodes']
+
+    def entry_shape(node_id, index):
+        node = nodes[node_id]
+        if node['op'] == 'null':
+            return shapes.get(node['name'])
+        return shapes.get(f'{node["name"]}_output' if index == 0 else
+                          f'{node["name"]}_output{index}')
+
+    for node in nodes:
+        if node['op'] in ADDITIONS.values():
+            a, b = (entry_shape(i, k) for i, k, *_ in node['inputs'])
+            if a is not None and a == b:
+                node['op'] = ADDITIONS[fused]
+    return mx.sym.load_json(json.dumps(graph))
+
+
+def legacy_graph(block, X, fused_sums=True):
+    """A legacy-semantics `SymbolBlock` computing `block` (hybridized and
+    run once on `X` here), its residual sums fused into the convolutions
+    or not (`residual_additions`), holding copies of its parameters."""
+    block.hybridize()
+    block(X)
+    inputs, sym = block._cached_graph
+    params = block.collect_params()
+    with legacy_semantics():
+        sym = residual_additions(as_legacy(sym), X.shape, fused_sums)
+        graph = gluon.SymbolBlock(sym, [mx.sym.var(i.name) for i in inputs])
+        args = set(sym.list_arguments())
+        graph.collect_params().load_dict(
+            {('arg:' if name in args else 'aux:') + name:
+             as_legacy(p.data()) for name, p in params.items()},
+            ctx=X.context)
+    return graph
+
+
+def fuse(graph, X):
+    """`graph` through oneDNN's subgraph backend for inference on batches
+    shaped like `X`: convolution, BatchNorm, ReLU and sum in one kernel,
+    static memory and shapes."""
+    with legacy_semantics():
+        graph.optimize_for(as_legacy(X), backend='MKLDNN',
+                           static_alloc=True, static_shape=True)
+    return graph
+
+
+def to_bfloat16(graph, X):
+    """`graph` (from `legacy_graph`) through AMP in bfloat16, fused by
+    oneDNN for inference on batches shaped like `X`."""
+    from mxnet.contrib import amp
+    with legacy_semantics():
+        graph = amp.convert_hybrid_block(
+            graph, target_dtype='bfloat16', cast_optional_params=True,
+            ctx=X.context)
+    return fuse(graph, X)
+
+
+def to_int8(graph, X, calib_data):
+    """`graph` (from `legacy_graph`) quantized to int8 by oneDNN, its
+    scales calibrated (min/max) on `calib_data`, (N, 3, H, W) images."""
+    from mxnet.contrib import quantization
+    with legacy_semantics():
+        calib = legacy(calib_data)
+        batches = mx.io.NDArrayIter(calib, batch_size=min(8, len(calib)))
+        with warnings.catch_warnings():  # "deprecated after MXNet 2.0"
+            warnings.simplefilter('ignore')
+            graph = quantization.quantize_net(
+                graph, calib_mode='naive', calib_data=batches,
+                num_calib_examples=len(calib), ctx=X.context)
+        graph.hybridize(static_alloc=True, static_shape=True)
+        graph(as_legacy(X))  # builds the graph `save_graph` exports
+    return graph
+
+
+def save_graph(graph, prefix):
+    """Write `graph` as PREFIX-symbol.json and PREFIX-0000.params (MXNet's
+    export format), the params last: the pair is complete when both
+    exist. Each file is written beside and renamed into place."""
+    folder = os.path.dirname(os.path.abspath(prefix))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f'.{os.path.basename(prefix)}.tmp')
+    with legacy_semantics():
+        graph.export(tmp)
+    for suffix in ('-symbol.json', '-0000.params'):
+        os.replace(tmp + suffix, prefix + suffix)
+
+
+def load_graph(prefix, ctx=None):
+    """The graph `save_graph` wrote, or None where it is absent."""
+    files = [prefix + suffix for suffix in ('-symbol.json', '-0000.params')]
+    if not all(os.path.isfile(f) for f in files):
+        return None
+    with legacy_semantics(), warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # "Cannot decide type for data"
+        try:
+            graph = gluon.SymbolBlock.imports(files[0], ['data'], files[1],
+                                              ctx=ctx or mx.cpu())
+        except Exception as e:  # MXNetError: damaged or foreign files
+            raise FCNError(f'{files[1]}: cannot load the int8 net') from e
+        graph.hybridize(static_alloc=True, static_shape=True)
+    return graph
+
+
+def fused_sums(precision):
+    """Whether to fuse the residual sums into the convolutions: yes, for
+    speed (resnet18 at 320x480, a core: float32 81 ms an image against
+    101, bf16 18 against 54), but not in int8, where the sums would be in
+    int8 too (1.4% of a tiny run's pixels changed class against 0.6%)."""
+    return precision != 'int8'
+
+
+def inference_net(net, X, precision='fp32', calib_data=None,
+                  int8_cache=None):
+    """`net` (from `build_fcn`) for forward passes in `precision` on
+    batches shaped like `X`, as an `InferenceFCN`: its body converted and
+    fused, its head in float32 (module docstring). int8 needs
+    `calib_data`, a few training images (N, 3, H, W) or a function
+    returning them, unless the int8 body is found at the prefix
+    `int8_cache`, where a new calibration is saved."""
+    body, head = split_at_upsampler(net)
+    graph = int8_cache and precision == 'int8' and \
+        load_graph(int8_cache, X.context)
+    with warnings.catch_warnings():  # AMP: "Cannot decide type for data"
+        warnings.simplefilter('ignore', UserWarning)
+        if not graph:
+            graph = legacy_graph(body, X, fused_sums(precision))
+            if precision == 'fp32':
+                graph = fuse(graph, X)
+            elif precision == 'bf16':
+                graph = to_bfloat16(graph, X)
+            elif calib_data is None:
+                raise FCNError('int8 inference needs calibration images '
+                               '(calib_data)')
+            else:
+                graph = to_int8(graph, X, calib_data() if callable(
+                    calib_data) else calib_data)
+                if int8_cache:
+                    save_graph(graph, int8_cache)
+    head.hybridize(static_alloc=True, static_shape=True)
+    return InferenceFCN(graph, head, precision)
+
+
+# the graph operators that compute a layer (fused by oneDNN or not)
+LAYER_OPS = ('Convolution', 'FullyConnected', 'Deconvolution',
+             '_sg_mkldnn_conv', '_sg_mkldnn_fully_connected')
+
+
+def dtype_name(dtype):
+    """'float32', 'int8', ..., 'bfloat16' (MXNet's is a NumPy record)."""
+    dtype = onp.dtype(dtype)
+    return dtype.names[0] if dtype.names else dtype.name
+
+
+def layer_precisions(net):
+    """[(graph node, dtype of its output)] of the layers (convolutions,
+    fused or not, and fully connected ones) of a `InferenceFCN`, in
+    order, then its float32 head's: 'bfloat16', 'uint8' / 'int8' (int8
+    layers), or 'float32'."""
+    with legacy_semantics():
+        sym = net.body._cached_graph[1]
+        internals = sym.get_internals()
+        types = dict(zip(internals.list_outputs(),
+                         internals.infer_type(data='float32')[1]))
+    rows = [(node['name'], dtype_name(types[node['name'] + '_output']))
+            for node in json.loads(sym.tojson())['nodes']
+            if node['op'] in LAYER_OPS]
+    return rows + [(layer.name, 'float32')
+                   for layer in net.head._children.values()]
