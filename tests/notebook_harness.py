@@ -111,6 +111,12 @@ def assert_images(nb, snippet, count=1):
         f'{count_images(cell)} figures from the cell running {snippet!r}')
 
 
+def assert_figures(nb, *snippets):
+    """Each cell running one of `snippets` drew a PNG figure."""
+    for snippet in snippets:
+        assert_images(nb, snippet)
+
+
 def assert_committed_clean(name):
     """The committed notebook: outputs cleared, a markdown cell first."""
     nb = read_notebook(name)

@@ -7,28 +7,53 @@ import re
 
 import pytest
 
+from gluon_fcn.d2l import VOC_CLASSES
+
 pytest.importorskip('nbclient')
 pytest.importorskip('ipykernel')
 
-from notebook_harness import (assert_committed_clean, assert_images,  # noqa
-                              cell_running, code_cells, count_images,
-                              outputs_text, python_kernel, run_notebook)
+from notebook_harness import (assert_committed_clean, assert_figures,  # noqa
+                              assert_images, cell_running, code_cells,
+                              count_images, outputs_text, python_kernel,
+                              run_notebook)
 
+# the synthetic data set most lessons share, small: ~94x125 images
+TINY_DATA = {'num_train': 16, 'num_val': 8, 'synth_scale': 0.25}
 LESSONS = {
     'transposed_conv.ipynb': {'image_size': 64, 'factor': 2},
     'autoencoder.ipynb': {'data_source': 'sklearn', 'num_epochs': 2,
                           'num_scatter': 60, 'latent_point': (1.0, -2.0)},
+    'fcn.ipynb': dict(TINY_DATA, crop_size=(64, 96), batch_size=4,
+                      num_epochs=1),
+    'fcn_v1.ipynb': {'crop_size': (64, 96), 'batch_size': 4,
+                     'num_epochs': 1, 'num_train': 12, 'num_val': 8,
+                     'synthetic_sizes': ((96, 128), (128, 160))},
+    'fcn_exercises.ipynb': dict(TINY_DATA, crop_size=(64, 96),
+                                batch_size=4, num_epochs=1, lrs=(0.1, 0.3),
+                                wds=(1e-3,), heads=('8s',), num_show=1),
+    'binary_segmentation.ipynb': {
+        'crop_size': (64, 64), 'batch_size': 4, 'num_epochs': 1,
+        'num_train': 8, 'num_val': 4,
+        'image_sizes': ((64, 80), (80, 96))},
+    'pytorch_comparison.ipynb': dict(TINY_DATA, crop_size=(64, 96),
+                                     batch_size=2, steps=3),
+    'pretrained_fcn.ipynb': dict(TINY_DATA, fallback_crop=(64, 96),
+                                 fallback_batch=4, fallback_epochs=1),
 }
+# what a lesson needs beyond the test extra
+REQUIRES = {'pytorch_comparison.ipynb': 'torch'}
 
 
 @pytest.fixture(scope='module')
 def lesson(tmp_path_factory):
     """Run a lesson once, with its overrides, on first use."""
-    pytest.importorskip('sklearn')  # the photo and the digits
+    pytest.importorskip('sklearn')  # the photos and the digits
     root = tmp_path_factory.mktemp('lessons')
     done = {}
 
     def run(name):
+        if name in REQUIRES:
+            pytest.importorskip(REQUIRES[name])
         if name not in done:
             with python_kernel(str(root / 'jupyter')) as kernel:
                 done[name] = run_notebook(name, LESSONS[name], kernel, root)
@@ -69,8 +94,8 @@ def test_transposed_conv_lesson_shows_the_books_results(lesson):
     inside = re.search(r'largest difference inside: (\S+),', text)
     assert float(inside.group(1)) < 1e-5
     assert '(320, 480)' in text  # the FCN's 32x upsampler on 10 x 15
-    for snippet in ('fig.suptitle', "label='photo'", 'ax.plot(onp.arange'):
-        assert_images(nb, snippet)
+    assert_figures(nb, 'fig.suptitle', "label='photo'",
+                   'ax.plot(onp.arange')
 
 
 def test_autoencoder_lesson_shows_shapes_training_and_latent_space(lesson):
@@ -83,10 +108,107 @@ def test_autoencoder_lesson_shows_shapes_training_and_latent_space(lesson):
     assert re.search(r'after 2 epochs: training loss [\d.]+, test error',
                      text)
     assert 'decoding latent point (1.00, -2.00)' in text  # the override
-    for snippet in ('load_digit_images', 'train_autoencoder(',
-                    'ae.decode(net, ae.encode(', 'def scatter_latent',
-                    'if latent_point is None'):
-        assert_images(nb, snippet)
+    assert_figures(nb, 'load_digit_images', 'train_autoencoder(',
+                   'ae.decode(net, ae.encode(', 'def scatter_latent',
+                   'if latent_point is None')
+
+
+def test_fcn_lesson_shows_the_chapter(lesson):
+    nb = lesson('fcn.ipynb')
+    text = printed(nb)
+    assert 'crop (64, 96), 1 epochs, batch 4' in text  # the overrides
+    assert text.count('348.') >= 2 and '573.' in text  # conv and W @ x
+    assert '(1, 10, 32, 32) -> (1, 3, 64, 64)' in text
+    assert '(1, 512, 10, 15) -> (1, 21, 320, 480)' in text
+    training = outputs_text(cell_running(nb, 'points = train_ch13('))
+    assert re.search(r'loss [\d.]+, train acc [\d.]+, test acc [\d.]+',
+                     training)
+    assert 'examples/sec on [cpu(0)]' in training
+    assert count_images(code_cells(nb)[-1]) == 1  # the chapter's last
+    assert_figures(nb, 'upsampled 2x', "ax.set_title(f'Training the FCN")
+
+
+def test_fcn_v1_lesson_trains_and_draws(lesson):
+    nb = lesson('fcn_v1.ipynb')
+    text = printed(nb)
+    assert 'training on [cpu(0)]' in text
+    assert re.search(r'epoch 1, loss [\d.]+, train acc [\d.]+, test acc '
+                     r'[\d.]+, time [\d.]+ sec', text)
+    assert_images(nb, "d2l.plt.title('input image')", 2)
+    assert_images(nb, 'd2l.show_images(imgs')
+
+
+def test_exercises_lesson_answers_all_four(lesson):
+    nb = lesson('fcn_exercises.ipynb')
+    text = printed(nb)
+    for run in ('FCN-32s, bilinear upsampler, lr 0.1, wd 0.001:',
+                'FCN-32s, xavier upsampler, lr 0.1, wd 0.001:',
+                'FCN-32s, bilinear upsampler, lr 0.3, wd 0.001:',
+                'FCN-8s, bilinear upsampler, lr 0.1, wd 0.001:'):
+        assert text.count(run) == 1, run  # each run trained once
+    assert len(re.findall(r'epoch 1: loss [\d.]+, .* test mIoU [\d.]+',
+                          text)) == 4
+    for table in ('bilinear (the chapter)', 'whole images, sliding windows',
+                  'FCN-8s'):
+        assert table in text
+    assert_figures(nb, "init_names = ['bilinear",
+                   "ax.set_xlabel('learning", 'predict_mask(net, img, window',
+                   "head_names = ['FCN", "suptitle('Exercise 4: predictions")
+
+
+def test_binary_lesson_masks_and_beats_nothing_by_name(lesson):
+    nb = lesson('binary_segmentation.ipynb')
+    text = printed(nb)
+    assert ('(1, 3, 64, 64) -> pool3 (1, 256, 8, 8) -> pool4 '
+            '(1, 512, 4, 4) -> fc7 (1, 4096, 2, 2) -> output '
+            '(1, 2, 64, 64)') in text
+    total, trained = (int(n.replace(',', '')) for n in re.search(
+        r'([\d,]+) parameters, ([\d,]+) of them trained', text).groups())
+    assert total > 10 ** 8 and 0 < trained < 20000  # the head only
+    assert re.search(r'epoch 1: loss [\d.]+', text)
+    table = outputs_text(cell_running(nb, 'baseline_hist +='))
+    model, baseline = (re.search(rf'{name}\s+([\d.]+)\s+([\d.]+)', table)
+                       for name in ('VGG16 FCN-8s', 'all background'))
+    assert float(baseline.group(2)) == 0  # no object found, IoU 0
+    assert 0 < float(baseline.group(1)) < 1  # the background's share
+    assert 0 <= float(model.group(2)) <= 1
+    assert_figures(nb, "cmap='gray', vmin=0", "label='training loss'",
+                   "cmap='Blues', alpha=0.5", 'ax.bar(')
+
+
+def test_comparison_lesson_tables_and_curves(lesson):
+    nb = lesson('pytorch_comparison.ipynb')
+    text = printed(nb)
+    assert 'MXNet:   (1, 3, 320, 480) -> (1, 512, 10, 15) -> ' \
+        '(1, 21, 320, 480)' in text
+    assert 'PyTorch: (1, 3, 320, 480) -> (1, 21, 320, 480)' in text
+    table = cell_running(nb, 'rows = differences(').outputs[0]['data']
+    for aspect in ('loss reduction', 'learning rate', 'BatchNorm momentum',
+                   'transposed conv initialisation'):
+        assert aspect in table['text/html']
+    # batch 2: PyTorch sums the loss, twice Gluon's gradient
+    assert 'PyTorch gradient / Gluon gradient = 2.000' in table['text/html']
+    gaps = outputs_text(cell_running(nb, 'gaps.append('))
+    for row in ('matched: Gluon - PyTorch', 'matched: Gluon - control',
+                'textbook: Gluon - PyTorch'):
+        assert row in gaps
+    assert_images(nb, "plot_comparison(matched")
+    assert_images(nb, "plot_comparison(textbook")
+
+
+def test_pretrained_lesson_falls_back_and_lists_classes(lesson):
+    nb = lesson('pretrained_fcn.ipynb')
+    text = printed(nb)
+    assert text.count('No pretrained fcn_resnet101_voc here') == 1
+    assert 'segmenting with a small FCN trained here for 1 epochs' in text
+    assert 'china.jpg: output shape (1, 21, 427, 640)' in text
+    found = re.findall(r'classes detected: \[([\d ]+)\] = (.+)', text)
+    assert len(found) == 4  # two photos, two synthetic images
+    for indices, names in found:
+        assert names == ', '.join(VOC_CLASSES[int(i)]
+                                  for i in indices.split())
+    assert_images(nb, 'img, om, classes_in_image = segment(')
+    assert_images(nb, 'for path in photos[1:]', 3)
 
 
 def test_make_docs_renders_lessons_with_their_images(tmp_path):

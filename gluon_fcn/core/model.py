@@ -235,6 +235,20 @@ def build_fcn(num_classes=21, backbone='resnet18_v2', head='32s',
     return net
 
 
+def backbone_params(net):
+    """The backbone's parameters of an FCN from `build_fcn`, as one
+    ParameterDict: those of `net[:-2]` for the chapter's 32s net, those
+    of the three stages for the skip heads; the head keeps the rest.
+    `backbone_params(net).setattr('grad_req', 'null')` freezes the
+    backbone, as the Keras material's `base_model.trainable = False`."""
+    if not isinstance(net, SkipFCN):
+        return net[:-2].collect_params()
+    params = net.stage8.collect_params()
+    for stage in (net.stage16, net.stage32):
+        params.update(stage.collect_params())
+    return params
+
+
 def _finish_deferred_init(net, ctx):
     """Run one tiny forward so every parameter has its shape and memory."""
     ctx0 = ctx[0] if isinstance(ctx, (list, tuple)) else ctx

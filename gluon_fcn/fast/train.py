@@ -1,0 +1,52 @@
+"""Training runs without a run folder, for lessons and experiments: an
+FCN from `build_fcn` trained as the chapter trains it, on the fast CPU
+path, and its history returned.
+"""
+from mxnet import gluon
+
+from ..core.training import fit_epochs
+from .inference import accelerate
+from .loss import make_loss
+
+
+def train_fcn(net, train_iter, test_iter, num_epochs, lr=0.1, wd=1e-3,
+              optimizer='sgd', labels='d2l', seed=0, progress=True):
+    """Train `net` (from `build_fcn`) in place and return its `History`.
+
+    The chapter's training (:numref:`sec_fcn`) on the devices `net` is
+    on, made fast on a CPU: `accelerate(net)`, hybridized with static
+    memory, the fused chapter loss, `fit_epochs` re-seeded with `seed +
+    epoch` at every epoch. The trainer takes the parameters that have
+    gradients, so a frozen backbone (`grad_req` 'null',
+    `core.model.backbone_params`) stays as it is.
+
+    Parameters
+    ----------
+    net : an FCN from `build_fcn`, not hybridized yet.
+    train_iter, test_iter : DataLoaders of (B, 3, h, w) images and
+        (B, h, w) class indices (d2l's `load_data_voc`).
+    num_epochs : int
+    lr, wd : float
+        Learning rate and weight decay; the chapter's 0.1 and 1e-3.
+    optimizer : str
+        A Gluon optimizer name: 'sgd' (the chapter) or 'adam' (Keras's).
+    labels : 'd2l' or 'voc'
+        'voc' leaves pixels labelled 255 out of the loss.
+    seed : int
+    progress : bool
+        A tqdm bar per epoch.
+
+    Returns
+    -------
+    History : per epoch loss, train/test accuracy and test mIoU.
+    """
+    accelerate(net)
+    net.hybridize(static_alloc=True)
+    params = {name: param for name, param in net.collect_params().items()
+              if param.grad_req != 'null'}
+    trainer = gluon.Trainer(params, optimizer,
+                            {'learning_rate': lr, 'wd': wd})
+    devices = list(net.collect_params().values())[0].list_ctx()
+    return fit_epochs(net, train_iter, test_iter, make_loss(labels),
+                      trainer, num_epochs, devices, seed=seed,
+                      progress=progress)
