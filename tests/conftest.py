@@ -7,27 +7,14 @@ import pytest
 from mxnet import npx
 
 import gluon_fcn  # noqa: F401  (before MXNet loads: a thread per core)
+from gluon_fcn.core.zoo import import_gluoncv
+from gluon_fcn.errors import FCNError
 
+try:
+    import_gluoncv()  # torch hidden while it imports (gluon_fcn.core.zoo)
+except FCNError:
+    pass  # not installed: the tests that need it skip
 
-def import_gluoncv_beside_torch():
-    """gluoncv 0.10.5 refuses to import at all where torch >= 2 is
-    installed (the compare extra): its torch version check raises
-    RuntimeError, not the ImportError it catches. Hide torch while it
-    imports, so its MXNet half loads; later imports get the cached one."""
-    saved = sys.modules.get('torch')
-    sys.modules['torch'] = None  # `import torch` raises ImportError
-    try:
-        import gluoncv  # noqa: F401
-    except ImportError:
-        pass  # not installed: the tests that need it skip
-    finally:
-        if saved is None:
-            del sys.modules['torch']
-        else:
-            sys.modules['torch'] = saved
-
-
-import_gluoncv_beside_torch()
 # the tests' default mode, the 2nd edition's, so that module and session
 # fixtures build NumPy-mode blocks; `mxnet_mode` switches per test
 npx.set_np()

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from gluon_fcn.app.cli import main
+from gluon_fcn.app.figures import blend
 from gluon_fcn.core.arrays import array, zeros
 from gluon_fcn.core.checkpoint import save_params
 from gluon_fcn.core.predict import predict_sliding
@@ -75,8 +76,8 @@ def fails(args, capsys):
 
 def test_predict_lists_classes_and_writes_masks_the_image_size(
         ade_params, small_voc, tmp_path, capsys):
-    """The material's printout (output shape, classes by index and name)
-    and masks and overlays of each image's size, in ADE20K's names and
+    """The material's printout (output shape, classes by index and name),
+    masks of each image's size and titled overlays, in ADE20K's names and
     gluoncv's palette; ADE20K has no background, so all is tinted."""
     images = [os.path.join(small_voc, 'JPEGImages', f'{n}.jpg')
               for n in VAL]
@@ -88,17 +89,12 @@ def test_predict_lists_classes_and_writes_masks_the_image_size(
     names = gcv.data.ADE20KSegmentation.CLASSES
     ade_palette = gcv.utils.viz.segmentation.adepallete
     printed = capsys.readouterr().out.splitlines()
-    from gluon_fcn.app.figures import blend
-    from gluon_fcn.core.zoo import load_pretrained
-    legend_colours = load_pretrained('fcn_resnet50_ade',
-                                     params=ade_params).legend.colours()
     for path, line in zip(images, printed):
         width, height = Image.open(path).size
-        mask = Image.open(out / (os.path.basename(path)[:-4] + '.png'))
-        overlay = Image.open(out / (os.path.basename(path)[:-4] +
-                                    '_overlay.png'))
+        stem = str(out / os.path.basename(path)[:-4])
+        mask = Image.open(stem + '.png')
         assert mask.size == (width, height)
-        assert overlay.size[0] > width  # a titled figure with a legend
+        assert Image.open(stem + '_overlay.png').size[0] > 200  # a figure
         found = onp.unique(onp.array(mask)).tolist()
         shape, indices, listed = re.match(
             r'.*: output \((.*)\), classes \[(.*)\]: (.*)$', line).groups()
@@ -109,10 +105,10 @@ def test_predict_lists_classes_and_writes_masks_the_image_size(
         for k in found:  # gluoncv's ADE20K colours, its 0 being 'other'
             assert palette[3 * k:3 * k + 3] == \
                 ade_palette[3 * (k + 1):3 * (k + 2)]
-        photo = onp.array(Image.open(path).convert('RGB'))
-        mixed = blend(photo, onp.array(mask), legend_colours,
-                      background=None)
-        assert (mixed != photo).any(-1).mean() > 0.9
+        img = onp.array(Image.open(path))
+        colours = [tuple(palette[i:i + 3]) for i in range(0, 768, 3)]
+        tinted = blend(img, onp.array(mask), colours, background=None) != img
+        assert tinted.any(-1).mean() > 0.9
 
 
 def test_load_pretrained_computes_gluoncv_s_predict(ade_params,
