@@ -1,6 +1,5 @@
 """Shared fixtures: tiny, offline, seeded, CPU-only."""
 import os
-import sys
 
 import mxnet as mx
 import pytest
