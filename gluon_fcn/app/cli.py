@@ -29,14 +29,24 @@ COMPARE_FIELDS = ('data', 'data_dir', 'crop', 'seed', 'classes',
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter):
     """`--help` as a reference: each flag's meaning, then its default;
-    'required' for required flags, 'off' for switches, and help that
-    says its own default (what None means) is left as it is."""
+    'required' for required flags (or 'required: one of' those of a
+    required group), 'off' for switches, and help that says its own
+    default (what None means) is left as it is."""
+
+    def add_usage(self, usage, actions, groups, prefix=None):
+        self.one_of = {a: g._group_actions for g in groups if g.required
+                       for a in g._group_actions}
+        super().add_usage(usage, actions, groups, prefix)
 
     def _get_help_string(self, action):
         text = action.help or ''
         if not action.option_strings or 'default' in text or \
                 action.dest == 'help':
             return text
+        group = getattr(self, 'one_of', {}).get(action)
+        if group:
+            flags = ', '.join(a.option_strings[-1] for a in group)
+            return f'{text} (required: one of {flags})'
         if action.required:
             return f'{text} (required)'
         if action.nargs == 0:  # store_true / store_false
