@@ -149,7 +149,7 @@ def test_textbook_runs_each_chapter_s_recipe(textbook):
     gap = max(abs(r['gluon_loss'] - r['torch_loss'])
               for r in result['steps'])
     assert f'verdict (textbook, float32): largest loss gap Gluon - ' \
-           f'PyTorch {gap:.2g}' in out
+           f'PyTorch {gap:.3g}' in out
 
 
 @pytest.mark.parametrize('backbone', ['resnet18_v1', 'resnet18_v2'])

@@ -16,6 +16,8 @@ from gluon_fcn.errors import FCNError
 def help_entries(parser):
     """{flag: its help as --help prints it, defaults filled in}."""
     formatter = parser._get_formatter()
+    formatter.add_usage(None, parser._actions,
+                        parser._mutually_exclusive_groups)
     entries = {}
     for action in parser._actions:
         if action.dest == 'help' or not action.option_strings:
@@ -34,7 +36,7 @@ def test_every_flag_has_a_meaning_and_a_default(name):
     for flag, text in entries.items():
         meaning = re.split(r' \((default|required)', text)[0]
         assert len(meaning.split()) >= 2, flag  # words, not a bare name
-        assert 'default' in text or text.endswith('(required)'), flag
+        assert 'default' in text or '(required' in text, flag
         assert '(default: None)' not in text, flag
     assert '(default: None)' not in parser.format_help()
 
@@ -89,6 +91,16 @@ def test_every_subcommand_takes_debug():
       'a.jpg'], "--device: cannot read 'tpu:0'"),
     (['evaluate', '--run', '/no/run', '--device', 'cpu:0,cpu:1'],
      '--device cpu:0,cpu:1: give one device'),
+    (['predict', '--run', '/no/run', '--out', 'x', '--device',
+      'cpu:0,cpu:1', 'a.jpg'], '--device cpu:0,cpu:1: give one device'),
+    (['predict', '--run', '/no/run', '--out', 'x', '--params', 'p.params',
+      'a.jpg'], '--params: goes with --model'),
+    (['evaluate', '--model', 'fcn_resnet101_voc', '--crops'],
+     '--crops: goes with --run'),
+    (['export', '--run', '/no/run', '--format', 'mxnet', '--out', 'x',
+      '--dynamic'], '--dynamic: goes with --format onnx'),
+    (['export', '--run', '/no/run', '--format', 'onnx', '--out', 'x',
+      '--shape', '100,100'], '--shape 100,100: both sides must be'),
     (['evaluate', '--run', '/no/run', '--device', 'gpu:3'],
      '--device: gpu:3 does not exist here'),
     (['evaluate', '--run', '/no/run', '--window', '100,96'],
@@ -138,7 +150,14 @@ def test_the_formatter_marks_required_flags_and_switches():
     parser.add_argument('--need', required=True, help='a thing it needs')
     parser.add_argument('--flag', action='store_true', help='turn it on')
     parser.add_argument('--size', type=int, default=3, help='how many')
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument('--this', help='one way')
+    which.add_argument('--that', help='another')
     entries = help_entries(parser)
     assert entries == {'--need': 'a thing it needs (required)',
                        '--flag': 'turn it on (default: off)',
-                       '--size': 'how many (default: 3)'}
+                       '--size': 'how many (default: 3)',
+                       '--this': 'one way (required: one of --this, --that)',
+                       '--that': 'another (required: one of --this, --that)'}
+    assert 'one way (required: one of --this, --that)' in ' '.join(
+        parser.format_help().split())

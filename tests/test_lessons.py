@@ -192,6 +192,9 @@ def test_comparison_lesson_tables_and_curves(lesson):
     for row in ('matched: Gluon - PyTorch', 'matched: Gluon - control',
                 'textbook: Gluon - PyTorch'):
         assert row in gaps
+    # the verdict: a sentence, then the gap and spread of each step
+    said = outputs_text(cell_running(nb, 'found = verdict(matched)'))
+    assert 'PyTorch' in said.splitlines()[0] and 'spread' in said
     assert_images(nb, "plot_comparison(matched")
     assert_images(nb, "plot_comparison(textbook")
 

@@ -29,14 +29,24 @@ COMPARE_FIELDS = ('data', 'data_dir', 'crop', 'seed', 'classes',
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter):
     """`--help` as a reference: each flag's meaning, then its default;
-    'required' for required flags, 'off' for switches, and help that
-    says its own default (what None means) is left as it is."""
+    'required' for required flags (or 'required: one of' those of a
+    required group), 'off' for switches, and help that says its own
+    default (what None means) is left as it is."""
+
+    def add_usage(self, usage, actions, groups, prefix=None):
+        self.one_of = {a: g._group_actions for g in groups if g.required
+                       for a in g._group_actions}
+        super().add_usage(usage, actions, groups, prefix)
 
     def _get_help_string(self, action):
         text = action.help or ''
         if not action.option_strings or 'default' in text or \
                 action.dest == 'help':
             return text
+        group = getattr(self, 'one_of', {}).get(action)
+        if group:
+            flags = ', '.join(a.option_strings[-1] for a in group)
+            return f'{text} (required: one of {flags})'
         if action.required:
             return f'{text} (required)'
         if action.nargs == 0:  # store_true / store_false
@@ -123,7 +133,8 @@ def add_launch_args(p):
 def add_net_args(p, onnx=False):
     """The net: --run, --model (with --model-root, --params) or --onnx."""
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument('--run', help='a finished run folder')
+    which.add_argument('--run', metavar='DIR', help='a finished run '
+                       'folder')
     which.add_argument('--model', metavar='NAME', help="a pretrained FCN "
                        "of gluoncv's model zoo: fcn_resnet101_voc, "
                        'fcn_resnet101_coco, fcn_resnet50_ade, '
@@ -133,9 +144,9 @@ def add_net_args(p, onnx=False):
         which.add_argument('--onnx', metavar='FILE', help='an exported '
                            'ONNX model, run by onnxruntime')
     p.add_argument('--model-root', metavar='DIR', help='with --model: '
-                   'where its weights are kept, if not in ~/.mxnet/models')
+                   'where its weights are kept (default: ~/.mxnet/models)')
     p.add_argument('--params', metavar='FILE', help='with --model: weights '
-                   'saved from that architecture, instead of the zoo\'s')
+                   'saved from that architecture (default: the zoo\'s)')
 
 
 def check_net_args(args):
@@ -186,7 +197,8 @@ def precision_notes():
 
 def add_predict_args(p):
     add_net_args(p, onnx=True)
-    p.add_argument('--out', required=True, help='folder for the masks')
+    p.add_argument('--out', required=True, metavar='DIR',
+                   help='folder for the masks and overlays')
     p.add_argument('--device', default='cpu:0', help='cpu:N or gpu:N')
     add_precision_arg(p)
     add_window_args(p)
@@ -370,10 +382,9 @@ def cmd_launch(args):
 
 def cmd_predict(args):
     from .inference import open_net, predict_files
-    from .runs import parse_devices
     check_net_args(args)
     window, stride = parse_windows(args)
-    ctx = parse_devices(args.device, '--device')[0]
+    ctx = one_device(args.device)
     with precision_notes():
         net, legend, window = open_net(args.run, args.model, args.onnx,
                                        args.model_root, args.params, ctx,

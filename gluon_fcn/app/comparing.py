@@ -14,6 +14,7 @@ from . import figures
 from .runs import data_folder
 
 DEFAULT_ENGINE = 'ThreadedEnginePerDevice'  # MXNet's, unless told
+DISTANCE = 'loss distance from Gluon'
 UNITS = ('loss: cross-entropy a pixel, averaged over the batch; acc: the '
          'fraction of pixels classified right')
 
@@ -30,11 +31,18 @@ def write_comparison(result, out):
             curves[f'control {i + 1}'] = [r[f'control_{key}'][i]
                                           for r in steps]
         panels[what] = curves
+    if result['controls']:  # the verdict, drawn
+        gaps = step_gaps(result)
+        panels[DISTANCE] = {
+            '|Gluon - PyTorch|': [g['gap'] for g in gaps],
+            "controls' spread": [g['spread'] for g in gaps],
+            f'{ORDER}x the spread': [ORDER * g['spread'] for g in gaps]}
     figures.save_panels([r['step'] for r in steps], panels, 'step',
                         os.path.join(out, 'compare.png'),
                         title=f'MXNet Gluon and PyTorch, '
                               f'{result["settings"]} settings, '
-                              f'{result["dtype"]}')
+                              f'{result["dtype"]}, batch '
+                              f'{result["batch_size"]}', log=(DISTANCE,))
 
 
 def describe(recipe):
@@ -110,7 +118,7 @@ def format_textbook_verdict(result):
                   key=lambda r: abs(r['gluon_loss'] - r['torch_loss']))
     gap = abs(largest['gluon_loss'] - largest['torch_loss'])
     return (f'verdict (textbook, {result["dtype"]}): largest loss gap '
-            f'Gluon - PyTorch {gap:.2g} (step {largest["step"]}); the two '
+            f'Gluon - PyTorch {gap:.3g} (step {largest["step"]}); the two '
             f'chapters train differently by design (the differences '
             f'below); --settings matched sets the gap against rounding.')
 
@@ -122,7 +130,8 @@ def format_differences(rows, result):
              f'{result["batch_size"]} {CROP[0]}x{CROP[1]} crops'
              + ('; [in brackets] what the matched settings of this run '
                 'did about each:' if matched else
-                ' (the textbook settings of this run keep them all):')]
+                " (this run's textbook settings keep each chapter's "
+                'choices):')]
     for r in rows:
         status = f'  [{r["matched"]}]' if matched else ''
         lines += [f'{r["aspect"]}:{status}',

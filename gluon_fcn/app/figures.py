@@ -159,11 +159,12 @@ def save_overlay(img, mask, path, classes, title=None, alpha=0.5,
     _save(fig, path)
 
 
-def save_panels(x, panels, xlabel, path, title=None):
+def save_panels(x, panels, xlabel, path, title=None, log=()):
     """Side-by-side panels of named curves over a shared x axis.
 
     `panels` maps a panel title to {curve name: values}; the first curve
-    is drawn solid and the others dashed, so coinciding curves show.
+    is drawn solid and the others dashed, so coinciding curves show. The
+    panels named in `log` have a logarithmic y axis.
     """
     fig, axes = subplots(1, len(panels), squeeze=False,
                          figsize=(4 * len(panels), 3))
@@ -173,10 +174,13 @@ def save_panels(x, panels, xlabel, path, title=None):
         ax.set_title(name)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(name)
+        if name in log:
+            ax.set_yscale('log')
         ax.legend(fontsize=8)
         ax.grid()
-    if title:
-        fig.suptitle(title)
+    fig.tight_layout()  # y labels clear of the panel before
+    if title:  # above the panels' own titles
+        fig.suptitle(title, y=1.04)
     _save(fig, path)
 
 
