@@ -14,10 +14,11 @@ cut in two, and `InferenceFCN` runs the parts one after the other:
   ReLU, scales from a min/max ('naive') calibration on a few images; the
   residual sums in float32 (`fused_sums`); the output back in float32.
 - the head, the transposed convolution, in float32 through the quadrant
-  split (`fast.upsample`): AMP keeps `Deconvolution` in float32 in any
-  case, and MXNet has no int8 one. Converting the whole chapter-layer
-  net instead, with oneDNN's transposed convolution, was 1.8x slower in
-  int8 and 1.4x in bf16 (batch 4, 320x480).
+  split in one native operator (`fast.upsample.InferenceUpsampler`): AMP
+  keeps `Deconvolution` in float32 in any case, and MXNet has no int8
+  one. Converting the whole chapter-layer net instead, with oneDNN's
+  transposed convolution, was 1.8x slower in int8 and 1.4x in bf16
+  (batch 4, 320x480).
 
 `layer_precisions` lists what each layer computes in. The skip heads
 (`SkipFCN`) run in float32 only. The graph is traced from `net` in the
@@ -38,6 +39,7 @@ from .. import threads
 from ..core.arrays import as_legacy, legacy, legacy_semantics, like
 from ..errors import FCNError
 from .native import cpu_flags
+from .upsample import for_inference
 
 PRECISIONS = ('fp32', 'bf16', 'int8')
 # the CPU flags (/proc/cpuinfo) that run each precision faster than fp32,
@@ -120,7 +122,9 @@ class InferenceFCN(nn.Block):
 def split_at_upsampler(net):
     """(body, head) of a `HybridSequential` ending in transposed
     convolutions (the chapter's net): the layers before the first one and
-    the rest, sharing `net`'s; None for other nets."""
+    the rest, sharing `net`'s parameters, the transposed convolutions
+    computed by `fcn_upsample` where it runs (`for_inference`); None for
+    other nets."""
     layers = list(net._children.values())
     first = next((i for i, layer in enumerate(layers)
                   if isinstance(layer, nn.Conv2DTranspose)), None)
@@ -130,7 +134,7 @@ def split_at_upsampler(net):
     for layer in layers[:first]:
         body.add(layer)
     for layer in layers[first:]:
-        head.add(layer)
+        head.add(for_inference(layer))
     return body, head
 
 
