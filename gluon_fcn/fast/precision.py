@@ -74,17 +74,16 @@ def precision_units(precision, flags=None, amx=None):
     return None
 
 
-def usable_precision(precision, ctx=None, net=None, units=None):
+def usable_precision(precision, ctx=None, net=None):
     """`precision` if this machine runs it for `net`, else 'fp32' after
-    one `PrecisionNote` saying why. `units` defaults to
-    `precision_units`."""
+    one `PrecisionNote` saying why."""
     if precision not in PRECISIONS:
         raise FCNError(f'unknown precision {precision!r}; choose from '
                        f'{", ".join(PRECISIONS)}')
     if precision == 'fp32':
         return precision
     ctx = ctx or mx.cpu()
-    units = units if units is not None else precision_units(precision)
+    units = precision_units(precision)
     if ctx.device_type != 'cpu':
         reason = f'it runs on the CPU only, not {ctx}'
     elif not mx.runtime.Features().is_enabled('MKLDNN'):
@@ -92,7 +91,7 @@ def usable_precision(precision, ctx=None, net=None, units=None):
     elif not units:
         names = ' or '.join(f for f, _ in UNITS[precision])
         reason = f'this CPU has none of {names}'
-    elif net is not None and split_at_upsampler(net) is None:
+    elif net is not None and upsampler_index(net) is None:
         reason = ("it is for the chapter's 32s net, not a "
                   f'{type(net).__name__}')
     else:
@@ -114,22 +113,29 @@ class InferenceFCN(nn.Block):
     def forward(self, x):
         with legacy_semantics():
             y = self.body(as_legacy(x))
-            if y.dtype != 'float32':  # bf16's last convolution
+            if onp.dtype(y.dtype) != onp.float32:  # bf16's last conv
                 y = mx.nd.amp_cast(y, dtype='float32')
         return self.head(like(y, x))
 
 
-def split_at_upsampler(net):
-    """(body, head) of a `HybridSequential` ending in transposed
-    convolutions (the chapter's net): the layers before the first one and
-    the rest, sharing `net`'s parameters, the transposed convolutions
-    computed by `fcn_upsample` where it runs (`for_inference`); None for
-    other nets."""
+def upsampler_index(net):
+    """Where the first transposed convolution of a `HybridSequential`
+    ending in them (the chapter's net) is; None for other nets."""
+    if not isinstance(net, nn.HybridSequential):
+        return None
     layers = list(net._children.values())
     first = next((i for i, layer in enumerate(layers)
                   if isinstance(layer, nn.Conv2DTranspose)), None)
-    if not isinstance(net, nn.HybridSequential) or not first:
-        return None
+    return first or None
+
+
+def split_at_upsampler(net):
+    """(body, head) of the chapter's net (`upsampler_index`): the layers
+    before the first transposed convolution and the rest, sharing `net`'s
+    parameters, the transposed convolutions computed by `fcn_upsample`
+    where it runs (`for_inference`)."""
+    layers = list(net._children.values())
+    first = upsampler_index(net)
     body, head = nn.HybridSequential(), nn.HybridSequential()
     for layer in layers[:first]:
         body.add(layer)
