@@ -205,3 +205,36 @@ def test_inference_net_works_in_legacy_mode(legacy_mode):
     y = net(X)
     assert isinstance(y, mx.nd.NDArray) and y.dtype == onp.float32
     assert y.shape == (1, 21, 64, 64)
+
+
+@pytest.mark.parametrize('stride,hw,channels', [
+    (32, (3, 4), 21), (16, (2, 5), 3), (8, (4, 3), 5), (2, (5, 7), 2)])
+def test_inference_upsampler_equals_the_chapter_layer(stride, hw, channels):
+    """`fcn_upsample` (the head of every inference net) computes the
+    chapter's transposed convolution, borders included, and refuses to
+    train."""
+    from mxnet import autograd
+    from gluon_fcn.core.model import make_upsampler
+    from gluon_fcn.fast import native
+    from gluon_fcn.fast.upsample import InferenceUpsampler, for_inference
+    if not native.load():
+        pytest.skip('no native operators here')
+    rng = onp.random.RandomState(0)
+    layer = make_upsampler(channels, stride, mx.cpu())
+    layer.weight.set_data(np.array(rng.randn(*layer.weight.shape),
+                                   dtype='float32'))
+    layer.bias.set_data(np.array(rng.randn(channels), dtype='float32'))
+    X = np.array(rng.randn(2, channels, *hw), dtype='float32')
+    expected = layer(X).asnumpy()
+    fused = for_inference(layer)
+    assert isinstance(fused, InferenceUpsampler)
+    fused.hybridize(static_alloc=True)
+    got = fused(X).asnumpy()
+    assert got.shape == expected.shape
+    assert onp.abs(got - expected).max() <= 1e-5 * onp.abs(expected).max()
+    X.attach_grad()
+    with pytest.raises(mx.MXNetError, match='for inference'):
+        with autograd.record():
+            y = fused(X)
+        y.backward()
+        mx.nd.waitall()

@@ -1,6 +1,6 @@
 """The chapter's net made fast on a CPU, for training and for inference.
 """
-from .precision import inference_net, split_at_upsampler, usable_precision
+from .precision import inference_net, upsampler_index, usable_precision
 from .upsample import use_quadrant_split
 
 
@@ -42,7 +42,7 @@ def optimize_for_inference(net, X, quadrants=True, precision='fp32',
     precision = usable_precision(precision, X.context, net)
     if quadrants:
         accelerate(net)
-    if X.context.device_type != 'cpu' or split_at_upsampler(net) is None:
+    if X.context.device_type != 'cpu' or upsampler_index(net) is None:
         net.optimize_for(X, backend='MKLDNN', static_alloc=True,
                          static_shape=True)
         return net

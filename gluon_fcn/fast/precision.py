@@ -14,10 +14,11 @@ cut in two, and `InferenceFCN` runs the parts one after the other:
   ReLU, scales from a min/max ('naive') calibration on a few images; the
   residual sums in float32 (`fused_sums`); the output back in float32.
 - the head, the transposed convolution, in float32 through the quadrant
-  split (`fast.upsample`): AMP keeps `Deconvolution` in float32 in any
-  case, and MXNet has no int8 one. Converting the whole chapter-layer
-  net instead, with oneDNN's transposed convolution, was 1.8x slower in
-  int8 and 1.4x in bf16 (batch 4, 320x480).
+  split in one native operator (`fast.upsample.InferenceUpsampler`): AMP
+  keeps `Deconvolution` in float32 in any case, and MXNet has no int8
+  one. Converting the whole chapter-layer net instead, with oneDNN's
+  transposed convolution, was 1.8x slower in int8 and 1.4x in bf16
+  (batch 4, 320x480).
 
 `layer_precisions` lists what each layer computes in. The skip heads
 (`SkipFCN`) run in float32 only. The graph is traced from `net` in the
@@ -38,6 +39,7 @@ from .. import threads
 from ..core.arrays import as_legacy, legacy, legacy_semantics, like
 from ..errors import FCNError
 from .native import cpu_flags
+from .upsample import for_inference
 
 PRECISIONS = ('fp32', 'bf16', 'int8')
 # the CPU flags (/proc/cpuinfo) that run each precision faster than fp32,
@@ -72,17 +74,16 @@ def precision_units(precision, flags=None, amx=None):
     return None
 
 
-def usable_precision(precision, ctx=None, net=None, units=None):
+def usable_precision(precision, ctx=None, net=None):
     """`precision` if this machine runs it for `net`, else 'fp32' after
-    one `PrecisionNote` saying why. `units` defaults to
-    `precision_units`."""
+    one `PrecisionNote` saying why."""
     if precision not in PRECISIONS:
         raise FCNError(f'unknown precision {precision!r}; choose from '
                        f'{", ".join(PRECISIONS)}')
     if precision == 'fp32':
         return precision
     ctx = ctx or mx.cpu()
-    units = units if units is not None else precision_units(precision)
+    units = precision_units(precision)
     if ctx.device_type != 'cpu':
         reason = f'it runs on the CPU only, not {ctx}'
     elif not mx.runtime.Features().is_enabled('MKLDNN'):
@@ -90,7 +91,7 @@ def usable_precision(precision, ctx=None, net=None, units=None):
     elif not units:
         names = ' or '.join(f for f, _ in UNITS[precision])
         reason = f'this CPU has none of {names}'
-    elif net is not None and split_at_upsampler(net) is None:
+    elif net is not None and upsampler_index(net) is None:
         reason = ("it is for the chapter's 32s net, not a "
                   f'{type(net).__name__}')
     else:
@@ -112,25 +113,34 @@ class InferenceFCN(nn.Block):
     def forward(self, x):
         with legacy_semantics():
             y = self.body(as_legacy(x))
-            if y.dtype != 'float32':  # bf16's last convolution
+            if onp.dtype(y.dtype) != onp.float32:  # bf16's last conv
                 y = mx.nd.amp_cast(y, dtype='float32')
         return self.head(like(y, x))
 
 
-def split_at_upsampler(net):
-    """(body, head) of a `HybridSequential` ending in transposed
-    convolutions (the chapter's net): the layers before the first one and
-    the rest, sharing `net`'s; None for other nets."""
+def upsampler_index(net):
+    """Where the first transposed convolution of a `HybridSequential`
+    ending in them (the chapter's net) is; None for other nets."""
+    if not isinstance(net, nn.HybridSequential):
+        return None
     layers = list(net._children.values())
     first = next((i for i, layer in enumerate(layers)
                   if isinstance(layer, nn.Conv2DTranspose)), None)
-    if not isinstance(net, nn.HybridSequential) or not first:
-        return None
+    return first or None
+
+
+def split_at_upsampler(net):
+    """(body, head) of the chapter's net (`upsampler_index`): the layers
+    before the first transposed convolution and the rest, sharing `net`'s
+    parameters, the transposed convolutions computed by `fcn_upsample`
+    where it runs (`for_inference`)."""
+    layers = list(net._children.values())
+    first = upsampler_index(net)
     body, head = nn.HybridSequential(), nn.HybridSequential()
     for layer in layers[:first]:
         body.add(layer)
     for layer in layers[first:]:
-        head.add(layer)
+        head.add(for_inference(layer))
     return body, head
 
 

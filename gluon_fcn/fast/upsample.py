@@ -23,7 +23,7 @@ crash) when back-propagating into any weight computed from a parameter.
 import numpy as onp
 from mxnet.gluon import nn
 
-from ..core.arrays import as_numpy, like
+from ..core.arrays import as_legacy, as_numpy, like
 from . import native
 
 
@@ -140,3 +140,35 @@ def use_chapter_layers(net):
     replace_layers(found, lambda layer: same_layer_as(
         nn.Conv2DTranspose, layer))
     return len(found)
+
+
+class InferenceUpsampler(QuadrantConv2DTranspose):
+    """The quadrant split in one native operator (`fcn_upsample`), for
+    forward passes only (it has no backward): each block of the output is
+    computed from its four input pixels and written in place, so the
+    (B, H+1, W+1, C_out s s) blocks never go through memory. Made by
+    `for_inference`."""
+
+    def hybrid_forward(self, F, x, weight, bias):
+        if onp.dtype(self.weight.dtype) != onp.float32:
+            return super().hybrid_forward(F, x, weight, bias)
+        s, p = self._kwargs['stride'][0], self._kwargs['pad'][0]
+        out = F.fcn_upsample(as_legacy(x), as_legacy(weight),
+                             as_legacy(bias), stride=s, pad=p)
+        return like(out, x)
+
+
+FUSED_STRIDES = (2, 4, 8, 16, 32, 64)  # those `fcn_upsample` computes
+
+
+def for_inference(layer):
+    """`layer` as an `InferenceUpsampler` sharing its parameters where it
+    is a transposed convolution the native operators compute, on the CPU;
+    else `layer` itself."""
+    if not (isinstance(layer, nn.Conv2DTranspose) and
+            is_quadrant_split(layer) and
+            layer._kwargs['stride'][0] in FUSED_STRIDES and
+            all(c.device_type == 'cpu' for c in layer.weight.list_ctx())
+            and native.load()):
+        return layer
+    return InferenceUpsampler.from_layer(layer)

@@ -1,4 +1,4 @@
-// Two CPU operators for MXNet's external-library API (lib_api.h), loaded
+// Three CPU operators for MXNet's external-library API (lib_api.h), loaded
 // at run time by gluon_fcn/native.py:
 //
 // fcn_pixel_ce(logits (B, C, H, W), labels (B, H, W), ignore_label=-1)
@@ -14,12 +14,23 @@
 //   of every channel; the blocks are laid side by side and p pixels are
 //   cropped from each border. The last step of the quadrant-split
 //   transposed convolution (gluon_fcn/upsample.py).
+//
+// fcn_upsample(x (B, Ci, H, W), weight (Ci, Co, 2s, 2s), bias (Co,),
+//   stride=s, pad=p) -> (B, Co, s*(H+1) - 2p, s*(W+1) - 2p): the same
+//   transposed convolution in one pass, for inference (no backward): each
+//   output block gathers its four neighbouring input pixels (the taps) and
+//   multiplies them by its rows of the weight, written straight into the
+//   output, so the blocks never go through memory. Its backward fails.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "lib_api.h"
 
@@ -306,6 +317,206 @@ REGISTER_OP(fcn_blocks_to_image)
 .setInferShape(b2iShape)
 .setForward(b2iForward, "cpu")
 .setBackward(b2iBackward, "cpu");
+
+namespace {
+
+constexpr int kQ = 4;  // blocks computed together, sharing weight loads
+
+struct Upsample {  // x (B, Ci, H, W) -> y (B, Co, Ho, Wo)
+  int64_t B, Ci, H, W, Co, s, p, Ho, Wo, K, Wq;
+  Upsample(const Attrs& attrs, const std::vector<int64_t>& x, int64_t co)
+      : B(x[0]), Ci(x[1]), H(x[2]), W(x[3]), Co(co),
+        s(int_attr(attrs, "stride", 0)), p(int_attr(attrs, "pad", 0)),
+        Ho(s * (H + 1) - 2 * p), Wo(s * (W + 1) - 2 * p), K(4 * Ci),
+        Wq((W + kQ) / kQ * kQ) {}
+};
+
+// taps (B, H+1, K, Wq): x[b, c, qy - a, qx - e] at k = (a * 2 + e) * Ci + c
+// and column qx, zero outside the image and in the columns past W
+void gather_taps(const Upsample& u, const float* x, float* taps) {
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < u.B * (u.H + 1); ++t) {
+    const int64_t b = t / (u.H + 1), qy = t % (u.H + 1);
+    for (int64_t k = 0; k < u.K; ++k) {
+      const int64_t a = k / (2 * u.Ci), e = (k / u.Ci) % 2, c = k % u.Ci;
+      const int64_t iy = qy - a;
+      float* tap = taps + (t * u.K + k) * u.Wq;
+      for (int64_t qx = 0; qx < u.Wq; ++qx) {
+        const int64_t ix = qx - e;
+        tap[qx] = iy >= 0 && iy < u.H && ix >= 0 && ix < u.W
+                      ? x[((b * u.Ci + c) * u.H + iy) * u.W + ix] : 0.f;
+      }
+    }
+  }
+}
+
+// One output row class (b, o, ry): every block's row ry of channel o.
+// `wrow` (K, S) holds the weight's rows ry and s + ry of channel o; kQ
+// blocks side by side share each of its loads.
+template <int S>
+void upsample_rows(const Upsample& u, const float* taps, const float* wrow,
+                   float bias, int64_t b, int64_t o, int64_t ry,
+                   float* y) {
+  for (int64_t qy = 0; qy <= u.H; ++qy) {
+    const int64_t r = qy * S + ry - u.p;
+    if (r < 0 || r >= u.Ho) continue;
+    const float* trow = taps + (b * (u.H + 1) + qy) * u.K * u.Wq;
+    float* yrow = y + ((b * u.Co + o) * u.Ho + r) * u.Wo;
+    for (int64_t q0 = 0; q0 <= u.W; q0 += kQ) {
+      float acc[kQ][S];
+      for (int q = 0; q < kQ; ++q)
+        for (int rx = 0; rx < S; ++rx) acc[q][rx] = bias;
+      for (int64_t k = 0; k < u.K; ++k) {
+        const float* wk = wrow + k * S;
+        const float* tk = trow + k * u.Wq + q0;
+        for (int q = 0; q < kQ; ++q) {
+          const float v = tk[q];
+#pragma omp simd
+          for (int rx = 0; rx < S; ++rx) acc[q][rx] += v * wk[rx];
+        }
+      }
+      for (int q = 0; q < kQ && q0 + q <= u.W; ++q) {  // crop p at borders
+        const int64_t j0 = (q0 + q) * S - u.p;
+        const int64_t lo = std::max<int64_t>(0, -j0);
+        const int64_t hi = std::min<int64_t>(S, u.Wo - j0);
+        for (int64_t rx = lo; rx < hi; ++rx) yrow[j0 + rx] = acc[q][rx];
+      }
+    }
+  }
+}
+
+#if defined(__AVX512F__)
+// upsample_rows for S = 16 NV with AVX-512: the kQ x NV accumulators stay
+// in registers (GCC keeps the generic version's in memory)
+template <int S>
+void upsample_rows_avx512(const Upsample& u, const float* taps,
+                          const float* wrow, float bias, int64_t b,
+                          int64_t o, int64_t ry, float* y) {
+  constexpr int NV = S / 16;
+  for (int64_t qy = 0; qy <= u.H; ++qy) {
+    const int64_t r = qy * S + ry - u.p;
+    if (r < 0 || r >= u.Ho) continue;
+    const float* trow = taps + (b * (u.H + 1) + qy) * u.K * u.Wq;
+    float* yrow = y + ((b * u.Co + o) * u.Ho + r) * u.Wo;
+    for (int64_t q0 = 0; q0 <= u.W; q0 += kQ) {
+      __m512 acc[kQ][NV];
+      for (int q = 0; q < kQ; ++q)
+        for (int v = 0; v < NV; ++v) acc[q][v] = _mm512_set1_ps(bias);
+      for (int64_t k = 0; k < u.K; ++k) {
+        const float* wk = wrow + k * S;
+        const float* tk = trow + k * u.Wq + q0;
+        __m512 w[NV];
+        for (int v = 0; v < NV; ++v) w[v] = _mm512_loadu_ps(wk + 16 * v);
+        for (int q = 0; q < kQ; ++q) {
+          const __m512 t = _mm512_set1_ps(tk[q]);
+          for (int v = 0; v < NV; ++v)
+            acc[q][v] = _mm512_fmadd_ps(t, w[v], acc[q][v]);
+        }
+      }
+      for (int q = 0; q < kQ && q0 + q <= u.W; ++q) {  // crop p at borders
+        const int64_t j0 = (q0 + q) * S - u.p;
+        if (j0 >= 0 && j0 + S <= u.Wo) {
+          for (int v = 0; v < NV; ++v)
+            _mm512_storeu_ps(yrow + j0 + 16 * v, acc[q][v]);
+          continue;
+        }
+        float block[S];
+        for (int v = 0; v < NV; ++v)
+          _mm512_storeu_ps(block + 16 * v, acc[q][v]);
+        const int64_t lo = std::max<int64_t>(0, -j0);
+        const int64_t hi = std::min<int64_t>(S, u.Wo - j0);
+        for (int64_t rx = lo; rx < hi; ++rx) yrow[j0 + rx] = block[rx];
+      }
+    }
+  }
+}
+#endif
+
+using RowsFn = void (*)(const Upsample&, const float*, const float*, float,
+                        int64_t, int64_t, int64_t, float*);
+
+RowsFn rows_for(int64_t s) {  // the FCN's strides: 32, 16, 8, 2
+  switch (s) {
+    case 2: return upsample_rows<2>;
+    case 4: return upsample_rows<4>;
+    case 8: return upsample_rows<8>;
+#if defined(__AVX512F__)
+    case 16: return upsample_rows_avx512<16>;
+    case 32: return upsample_rows_avx512<32>;
+    case 64: return upsample_rows_avx512<64>;
+#else
+    case 16: return upsample_rows<16>;
+    case 32: return upsample_rows<32>;
+    case 64: return upsample_rows<64>;
+#endif
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+
+MXReturnValue upShape(const Attrs& attrs, Shapes* in, Shapes* out) {
+  const auto& x = in->at(0);
+  const auto& w = in->at(1);
+  const unsigned s = int_attr(attrs, "stride", 0);
+  const unsigned p = int_attr(attrs, "pad", 0);
+  if (x.size() != 4 || w.size() != 4 || w[0] != x[1] || w[2] != 2 * s ||
+      w[3] != 2 * s || rows_for(s) == nullptr || p >= s ||
+      in->at(2).size() != 1 || in->at(2)[0] != w[1]) {
+    MX_ERROR_MSG << "fcn_upsample: x (B, Ci, H, W), weight (Ci, Co, 2s, "
+                    "2s), bias (Co,), stride s in 2, 4, ..., 64, pad < s";
+    return MX_FAIL;
+  }
+  out->at(0) = {x[0], w[1], s * (x[2] + 1) - 2 * p, s * (x[3] + 1) - 2 * p};
+  return MX_SUCCESS;
+}
+
+MXReturnValue upForward(const Attrs& attrs, std::vector<MXTensor>* inputs,
+                        std::vector<MXTensor>* outputs,
+                        const OpResource& res) {
+  const Upsample u(attrs, inputs->at(0).shape, inputs->at(1).shape[1]);
+  const float* x = inputs->at(0).data<float>();
+  const float* w = inputs->at(1).data<float>();
+  const float* bias = inputs->at(2).data<float>();
+  float* y = outputs->at(0).data<float>();
+  std::vector<float> taps(u.B * (u.H + 1) * u.K * u.Wq);
+  gather_taps(u, x, taps.data());
+  const RowsFn rows = rows_for(u.s);
+#pragma omp parallel
+  {
+    std::vector<float> wrow(u.K * u.s);  // (K, s) of this (o, ry)
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < u.B * u.Co * u.s; ++t) {
+      const int64_t b = t / (u.Co * u.s), o = (t / u.s) % u.Co;
+      const int64_t ry = t % u.s;
+      for (int64_t a = 0; a < 2; ++a)
+        for (int64_t e = 0; e < 2; ++e)
+          for (int64_t c = 0; c < u.Ci; ++c)
+            std::memcpy(&wrow[((a * 2 + e) * u.Ci + c) * u.s],
+                        w + ((c * u.Co + o) * 2 * u.s + a * u.s + ry) *
+                                2 * u.s + e * u.s,
+                        u.s * sizeof(float));
+      rows(u, taps.data(), wrow.data(), bias[o], b, o, ry, y);
+    }
+  }
+  return MX_SUCCESS;
+}
+
+// registered so that graphs whose parameters take gradients can hold it
+MXReturnValue upBackward(const Attrs& attrs, std::vector<MXTensor>* inputs,
+                         std::vector<MXTensor>* outputs,
+                         const OpResource& res) {
+  MX_ERROR_MSG << "fcn_upsample is for inference: train through the "
+                  "quadrant split (fcn_blocks_to_image)";
+  return MX_FAIL;
+}
+
+REGISTER_OP(fcn_upsample)
+.setParseAttrs(counts<3, 1>)
+.setInferType(float32Only)
+.setInferShape(upShape)
+.setForward(upForward, "cpu")
+.setBackward(upBackward, "cpu");
 
 MXReturnValue initialize(int version) {
   return version >= 10700 ? MX_SUCCESS : MX_FAIL;  // lib_api: 1.7 on
