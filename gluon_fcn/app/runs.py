@@ -3,8 +3,10 @@
 The run folder holds `config.json`, `log.txt` (a line per epoch),
 `checkpoints/epoch-NNNN.{params,states,devices,json}`, `fcn.params` (final;
 legacy NDArray format, loadable with MXNet's NumPy mode on or off),
-`curves.png`, `predictions.png` and `metrics.json`. Every file is written
-atomically; the checkpoint's JSON is written last and marks it complete.
+`curves.png`, `predictions.png` and `metrics.json`, and once a command
+asks for int8, `int8/fcn-<hash of fcn.params>-{symbol.json,0000.params}`
+(the calibrated int8 net). Every file is written atomically; the
+checkpoint's JSON is written last and marks it complete.
 """
 import contextlib
 import dataclasses
