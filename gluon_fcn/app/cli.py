@@ -430,13 +430,14 @@ def cmd_export(args):
     return 0
 
 
-# MXNet's threaded engine runs independent operators at once; in float64
-# they call MXNet's bundled OpenBLAS (an OpenMP build) from two threads,
-# suspected of corrupting results now and then. The naive engine runs one
-# at a time. A precaution: here 7 float64 runs, on either engine, with and
-# without waiting for MXNet after each step, agreed bit for bit; the step-4
-# parting of issue 17 came from MXNet's float32 lr and wd (see
-# compare.recipes.as_mxnet_holds).
+# MXNet's threaded engine runs independent operators at once, and its
+# asynchronous work can overlap PyTorch's: two OpenMP teams, in float64
+# through MXNet's bundled OpenBLAS. That corrupted a float64 result once
+# here (PyTorch's loss 15.74 for 15.49, in a test); the naive engine runs
+# one operator at a time. The float64 parting at step 4 of issue 17 was
+# not this: it came from MXNet's float32 lr and wd (see
+# compare.recipes.as_mxnet_holds); 7 runs on either engine agreed bit for
+# bit.
 SYNCHRONOUS = 'NaiveEngine'
 
 

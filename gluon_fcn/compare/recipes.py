@@ -119,9 +119,9 @@ def gluon_stepper(net, recipe):
 
     def step(X, y):
         result = train_batch_ch13(net, X, y, loss, trainer, [mx.cpu()])
-        # MXNet's engine is asynchronous: its update could still run when
-        # PyTorch starts, two OpenMP teams at once; a precaution (float64
-        # runs here agreed bit for bit without it)
+        # MXNet's engine is asynchronous: its update may still run when
+        # PyTorch starts, two OpenMP teams at once, which corrupted a
+        # float64 PyTorch loss once (tests/test_torch_port.py, one_step)
         mx.nd.waitall()
         return result
     return step
