@@ -234,7 +234,8 @@ def test_a_full_disk_while_making_synthetic_data(mount, tmp_path, capsys):
     disk = mount(tmp_path / 'disk', 'size=64k,mode=0755')
     message = fails(['synth', '--out', f'{disk}/data', '--train', '20',
                      '--val', '2'], capsys)
-    assert re.fullmatch(f'no space left on device while writing {disk}/'
+    assert re.fullmatch(f'--out {disk}/data: no space left on device while '
+                        f'writing {disk}/'
                         r'data/(JPEGImages/synth_\d+\.jpg|SegmentationClass/'
                         r'synth_\d+\.png)', message), message
     assert not temporaries(disk)
@@ -394,7 +395,8 @@ def test_a_read_only_output_folder(tiny_voc, run, tmp_path):
     error = 'gluon-fcn: error: permission denied while'
     assert results == [
         (2, [f'{error} creating {folder}/run/checkpoints']),
-        (2, [f'{error} creating {folder}/data/JPEGImages']),
+        (2, [f'gluon-fcn: error: --out {folder}/data: permission denied '
+             f'while creating {folder}/data/JPEGImages']),
         (2, [f'{error} creating {folder}/pred']),
         (2, [f'{error} writing {folder}/e.json'])]
     assert os.listdir(folder) == []

@@ -115,14 +115,16 @@ def test_every_subcommand_takes_debug():
     (['train', '--devices', 'gpu:0'], '--devices: gpu:0 does not exist'),
     (['train', '--synth-train', '0'], '--synth-train must be positive'),
     (['train', '--data-dir', '/proc/no/such', '--synth-train', '3',
-      '--synth-val', '2'], '--data-dir /proc/no/such: cannot write'),
+      '--synth-val', '2'], '--data-dir /proc/no/such: no such file or '
+     'directory while creating /proc/no/such/'),
     (['compare', '--data', '/no/such/folder'],
      '--data: /no/such/folder is not a folder'),
     (['compare', '--synth-scale', '0'], '--synth-scale must be positive'),
     (['compare', '--classes', 'one'], '--classes one: give at least two'),
     (['compare', '--lr', '0'], '--lr must be positive'),
     (['synth', '--val', '0'], '--val must be positive'),
-    (['synth', '--out', '/proc/no/such'], '--out /proc/no/such: cannot'),
+    (['synth', '--out', '/proc/no/such'], '--out /proc/no/such: no such '
+     'file or directory while creating /proc/no/such/JPEGImages'),
     (['launch', '--workers', '0', '--', 'train'],
      '--workers must be positive'),
     (['launch', '--workers', '1', '--launcher', 'ssh', '--', 'train'],

@@ -14,7 +14,7 @@ import warnings
 
 from ..compare import CONTROLS
 from ..core.labels import LABEL_CONVENTIONS
-from ..errors import FCNError
+from ..errors import FCNError, WriteError
 from . import interrupts
 from .config import (TrainConfig, add_config_args, config_from_args,
                      parse_crop, parse_pair)
@@ -335,9 +335,8 @@ def cmd_synth(args):
     try:
         make_synthetic_voc(args.out, args.train, args.val, seed=args.seed,
                            binary=args.binary)
-    except OSError as e:
-        raise FCNError(f'--out {args.out}: cannot write {e.filename} '
-                       f'({e.strerror})') from e
+    except WriteError as e:
+        raise FCNError(f'--out {args.out}: {e}') from e
     print(f'wrote {args.train} train and {args.val} val examples to '
           f'{args.out}')
     return 0

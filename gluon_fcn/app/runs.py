@@ -77,11 +77,10 @@ def data_folder(config, progress=True):
     try:
         return resolve_data(config.data, config.data_dir, config.synth_train,
                             config.synth_val, config.synth_scale, progress)
+    except WriteError as e:  # a --data-dir that cannot be written
+        raise FCNError(f'--data-dir {config.data_dir}: {e}') from e
     except FCNError as e:
         raise FCNError(f'--data: {e}') from e
-    except OSError as e:  # a --data-dir that cannot be written
-        raise FCNError(f'--data-dir {config.data_dir}: cannot write '
-                       f'{e.filename} ({e.strerror})') from e
 
 
 def make_loaders(config, voc_dir, index_labels=False, kvstore='device'):

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..d2l.data import VOC_CLASSES
 from ..errors import FCNError
-from .files import atomic_path, save_json, write_text
+from .files import atomic_path, make_folder, save_json, write_text
 from .labels import IGNORE_LABEL, save_label_png
 
 VERSION = 1
@@ -262,7 +262,7 @@ def make_synthetic_voc(out_dir, num_train=200, num_val=50, seed=0,
         raise FCNError(f'classes must be VOC indices 1..20, not {classes}')
     ids = [f'synth_{i:06d}' for i in range(num_train + num_val)]
     for folder in ('JPEGImages', 'SegmentationClass'):  # fail before the bar
-        os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
+        make_folder(os.path.join(out_dir, folder))
     for i, name in enumerate(tqdm(ids, desc='synthetic VOC',
                                   disable=not progress)):
         rng = onp.random.default_rng([seed, i])
