@@ -172,33 +172,6 @@ def test_resume_ends_where_an_uninterrupted_run_ends(run, synth_voc,
                                        err_msg=k)
 
 
-@pytest.mark.parametrize('args,message', [
-    (['train', '--crop', '100,128'], '--crop 100,128: both sides must be'),
-    (['train', '--crop', 'big'], '--crop big: write HEIGHT,WIDTH'),
-    (['train', '--epochs', '0'], '--epochs must be positive'),
-    (['train', '--batch-size', '-1'], '--batch-size must be positive'),
-    (['train', '--devices', 'gpu:0'], '--devices: gpu:0 does not exist'),
-    (['train', '--devices', 'tpu:0'], "--devices: cannot read 'tpu:0'"),
-    (['train', '--data', '/no/such/folder'], '--data: /no/such/folder is'),
-    (['train', '--classes', 'one'], '--classes one: give at least two'),
-    (['train', '--scale', '2,1'], '--scale 2,1: need 0 < LOW <= HIGH'),
-    (['predict', '--run', '/no/run', '--out', 'x', 'a.jpg'],
-     '--run /no/run: not a run folder'),
-    (['predict', '--run', '/no/run', '--out', 'x', '--window', '100,96',
-      'a.jpg'], '--window 100,96: both sides must be'),
-    (['predict', '--run', '/no/run', '--out', 'x', '--stride', '0,5',
-      'a.jpg'], '--stride 0,5: both sides must be positive'),
-])
-def test_user_errors_are_one_line_and_exit_2(args, message, tmp_path,
-                                             capsys):
-    if args[0] == 'train':
-        args = args + ['--out', str(tmp_path / 'r')]
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f'gluon-fcn: error: {message}')
-    assert len(err.splitlines()) == 1
-
-
 def test_existing_run_is_not_overwritten(run, synth_voc, capsys):
     before = open(os.path.join(run, 'log.txt')).read()
     assert main(['train', '--data', synth_voc, '--out', run] + SMALL) == 2
