@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 GLUON_FCN := $(VENV)/bin/gluon-fcn
 
 # The demo: the chapter's FCN (resnet18_v2, SGD lr 0.1, wd 1e-3) trained
-# from scratch on the synthetic data, sized to finish in ~5 min on 2 cores.
+# from scratch on the synthetic data (its time, per CPU: README, results log).
 DEMO_RUN := runs/demo
 DEMO_FLAGS := --data synthetic --synth-scale 0.5 --synth-train 400 \
 	--synth-val 60 --crop 160,224 --batch-size 8 --epochs 10 --seed 0
