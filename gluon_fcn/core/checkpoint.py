@@ -16,10 +16,9 @@ import os
 
 import mxnet as mx
 import numpy as onp
-from mxnet import util
 
 from ..errors import FCNError
-from .arrays import as_legacy
+from .arrays import as_legacy, legacy_semantics
 from .files import IncompleteWrite, atomic_path, check_readable
 
 
@@ -39,7 +38,7 @@ def save_legacy(path, arrays):
     mode, atomically (`atomic_path`). MXNet ignores a failure of its last
     flush (a disk that fills up then), so the size is checked too."""
     with atomic_path(path) as tmp:
-        with util.np_array(False), util.np_shape(False):
+        with legacy_semantics():
             mx.nd.save(tmp, arrays)
         written, expected = os.path.getsize(tmp), saved_size(arrays)
         if written != expected:
@@ -64,7 +63,7 @@ def saved_size(arrays):
 def load_legacy(path):
     """What `save_legacy` wrote, as NDArrays, in either mode."""
     check_readable(path, 'params file')
-    with util.np_array(False), util.np_shape(False):
+    with legacy_semantics():
         return mx.nd.load(path)
 
 
