@@ -39,8 +39,8 @@ def open_net(run=None, model=None, onnx=None, model_root=None,
     if model:
         net = load_pretrained(model, model_root, params, ctx)
         window = window or net.window
-        fast.optimize_for_inference(net, zeros((1, 3) + window, ctx=ctx),
-                                    quadrants=False)
+        net = fast.optimize_for_inference(
+            net, zeros((1, 3) + window, ctx=ctx), quadrants=False)
         return net, net.legend, window
     net = OnnxNet(onnx)
     if window and not net.dynamic and window != net.window:
