@@ -54,6 +54,7 @@ IMAGE_HW = (375, 500)  # the latency's image, a typical VOC size
 NUM_CALIB = 16  # int8 calibration images (random here: speed only)
 
 GLUON = 'gluon'
+STATIC_ROW = 'gluon (static memory)'
 CHAPTER_ROW = 'gluon (chapter layers)'
 TORCH = 'pytorch (d2l port)'
 TORCH_CL = 'pytorch channels_last'
@@ -85,14 +86,15 @@ def time_it(fn, repeat, warmup=2):
 
 def gluon_net(name=GLUON):
     """(net, loss) as `gluon-fcn train` runs them: the chapter's layers
-    with `accelerate` (the quadrant split), the fused loss, static memory.
-    CHAPTER_ROW: the chapter's layers and loss through MXNet's operators,
-    hybridized as before issue 5."""
+    with `accelerate` (the quadrant split), the fused loss, memory planned
+    at each step. STATIC_ROW: the same with `--static-memory`. CHAPTER_ROW:
+    the chapter's layers and loss through MXNet's operators, hybridized
+    as before issue 5."""
     net = build_fcn(NUM_CLASSES)
     if name == CHAPTER_ROW:
         net.hybridize()
         return net, PixelSoftmaxCELoss()
-    accelerate(net).hybridize(static_alloc=True)
+    accelerate(net).hybridize(static_alloc=name == STATIC_ROW)
     return net, make_loss('d2l')
 
 
@@ -210,7 +212,7 @@ def model_names(precisions, compiled=True, quick=False):
     precision the CPU has units for, PyTorch's (bf16 where the CPU has
     bf16 units, compiled ones with `compiled`); with `quick`, the
     training net's, the inference rows and the port as written."""
-    names = [GLUON] if quick else [GLUON, CHAPTER_ROW]
+    names = [GLUON] if quick else [GLUON, STATIC_ROW, CHAPTER_ROW]
     names += [inference_row(p) for p in precisions if precision_units(p)]
     for name, (_, compiles, bf16) in TORCH_ROWS.items():
         if (compiled or not compiles) and \
@@ -631,7 +633,7 @@ def main(argv=None):
                            'command': ' '.join(sys.argv)}}
     rss = {} if args.no_rss or quick else {  # first, while this is small
         name: peak_rss_gb(name, args.crop)
-        for name in (GLUON, CHAPTER_ROW, TORCH, TORCH_CL)}
+        for name in (GLUON, STATIC_ROW, CHAPTER_ROW, TORCH, TORCH_CL)}
     names = model_names(args.precision, not args.no_compile, quick)
     rows = model_rows(names, args.crop, args.batch_size, repeat, warmup,
                       rounds=1 if quick else 2)

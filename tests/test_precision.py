@@ -209,14 +209,16 @@ def test_inference_net_works_in_legacy_mode(legacy_mode):
 
 @pytest.mark.parametrize('stride,hw,channels', [
     (32, (3, 4), 21), (16, (2, 5), 3), (8, (4, 3), 5), (2, (5, 7), 2)])
-def test_inference_upsampler_equals_the_chapter_layer(stride, hw, channels):
-    """`fcn_upsample` (the head of every inference net) computes the
-    chapter's transposed convolution, borders included, and refuses to
-    train."""
+def test_fused_upsampler_equals_the_chapter_layer(stride, hw, channels):
+    """`fcn_upsample` (the head of every inference net, and the upsampler
+    `accelerate` trains) computes the chapter's transposed convolution,
+    borders included, and its gradients with respect to the input, the
+    weight and the bias; with grad_req 'add', the GEMM path adds them up
+    over two backward passes."""
     from mxnet import autograd
     from gluon_fcn.core.model import make_upsampler
     from gluon_fcn.fast import native
-    from gluon_fcn.fast.upsample import InferenceUpsampler, for_inference
+    from gluon_fcn.fast.upsample import QuadrantConv2DTranspose, for_inference
     if not native.load():
         pytest.skip('no native operators here')
     rng = onp.random.RandomState(0)
@@ -225,16 +227,34 @@ def test_inference_upsampler_equals_the_chapter_layer(stride, hw, channels):
                                    dtype='float32'))
     layer.bias.set_data(np.array(rng.randn(channels), dtype='float32'))
     X = np.array(rng.randn(2, channels, *hw), dtype='float32')
-    expected = layer(X).asnumpy()
+    dY = None
+
+    def outputs_and_gradients(block, passes=1):
+        nonlocal dY
+        x = X.copy()
+        x.attach_grad()
+        for _ in range(passes):
+            with autograd.record():
+                y = block(x)
+            dY = np.array(rng.randn(*y.shape), dtype='float32') \
+                if dY is None else dY
+            y.backward(dY)
+        return [v.asnumpy() for v in (y, x.grad, block.weight.grad(),
+                                      block.bias.grad())]
+
+    expected = outputs_and_gradients(layer)
     fused = for_inference(layer)
-    assert isinstance(fused, InferenceUpsampler)
+    assert isinstance(fused, QuadrantConv2DTranspose)
     fused.hybridize(static_alloc=True)
-    got = fused(X).asnumpy()
-    assert got.shape == expected.shape
-    assert onp.abs(got - expected).max() <= 1e-5 * onp.abs(expected).max()
-    X.attach_grad()
-    with pytest.raises(mx.MXNetError, match='for inference'):
-        with autograd.record():
-            y = fused(X)
-        y.backward()
-        mx.nd.waitall()
+    for got, want, name in zip(outputs_and_gradients(fused), expected,
+                               ('output', 'dx', 'dweight', 'dbias')):
+        assert got.shape == want.shape
+        assert onp.abs(got - want).max() <= 2e-5 * onp.abs(want).max(), name
+    for param in layer.collect_params().values():
+        param.grad_req = 'add'  # before the block that adds is traced
+    adding = for_inference(layer)
+    adding.hybridize(static_alloc=True)
+    twice = outputs_and_gradients(adding, passes=2)
+    for got, want, name in zip(twice[2:], expected[2:], ('dweight', 'dbias')):
+        assert onp.abs(got - 2 * want).max() <= 4e-5 * onp.abs(want).max(), \
+            name

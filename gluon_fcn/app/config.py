@@ -110,6 +110,10 @@ class TrainConfig:
     hybridize: bool = option(True, 'run the net imperatively instead of '
                              'compiling it into a graph (slower; easier to '
                              'debug)')
+    static_memory: bool = option(False, "plan the graph's memory once "
+                                 '(static_alloc): about 7%% faster on a '
+                                 'CPU, and 0.8 GB more at batch 32 of '
+                                 '320x480')
     chapter_layers: bool = option(False, "the chapter's Conv2DTranspose "
                                   'and loss instead of the fast CPU '
                                   'operators (same values, slower)')

@@ -264,9 +264,10 @@ def fit(config, resume=False, overwrite=False, progress=True):
     if rank == 0:  # only once the data is good
         prepare_run_dir(out, resume, overwrite)
     net = build_net(config, devices)
-    if config.hybridize:  # static memory trains ~20% faster, and with
-        # the fused loss it peaks below the chapter layers (benchmarks/)
-        net.hybridize(static_alloc=True)
+    if config.hybridize:  # memory planned at each step: at batch 32 of
+        # 320x480 it peaks 0.8 GB lower than static_alloc, below PyTorch's
+        # port, for 7% of the speed (benchmarks/README.md)
+        net.hybridize(static_alloc=config.static_memory)
     loss = (make_loss if config.chapter_layers else fast.make_loss)(
         config.labels)
     trainer = dist.make_trainer(net.collect_params(), config.lr, config.wd,

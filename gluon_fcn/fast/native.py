@@ -1,11 +1,13 @@
-"""gluon-fcn's two CPU operators (`csrc/fcn_ops.cc`), compiled on first use
+"""gluon-fcn's CPU operators (`csrc/fcn_ops.cc`), compiled on first use
 and loaded into MXNet through its external-operator API (`lib_api.h`,
 `mx.library.load`), as `torch.utils.cpp_extension.load` does for PyTorch.
 
 - `fcn_pixel_ce`: the chapter's loss, softmax cross-entropy over the
   channels of (B, C, H, W) logits, fused forward and backward.
-- `fcn_blocks_to_image`: the last step of the quadrant-split upsampler
-  (`gluon_fcn.fast.upsample`).
+- `fcn_upsample`: the quadrant-split transposed convolution
+  (`gluon_fcn.fast.upsample`) in one pass, forward and backward.
+- `fcn_blocks_to_image`: the last step of the same split computed as a
+  GEMM, for strides `fcn_upsample` has no kernel for.
 
 The library is built once per machine, MXNet version and source, with the
 C++ compiler `$CXX` (default g++), into `$GLUON_FCN_CACHE` (default

@@ -14,7 +14,7 @@ cut in two, and `InferenceFCN` runs the parts one after the other:
   ReLU, scales from a min/max ('naive') calibration on a few images; the
   residual sums in float32 (`fused_sums`); the output back in float32.
 - the head, the transposed convolution, in float32 through the quadrant
-  split in one native operator (`fast.upsample.InferenceUpsampler`): AMP
+  split in one native operator (`fcn_upsample`, `fast.upsample`): AMP
   keeps `Deconvolution` in float32 in any case, and MXNet has no int8
   one. Converting the whole chapter-layer net instead, with oneDNN's
   transposed convolution, was 1.8x slower in int8 and 1.4x in bf16

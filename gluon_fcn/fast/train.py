@@ -10,12 +10,14 @@ from .loss import make_loss
 
 
 def train_fcn(net, train_iter, test_iter, num_epochs, lr=0.1, wd=1e-3,
-              optimizer='sgd', labels='d2l', seed=0, progress=True):
+              optimizer='sgd', labels='d2l', seed=0, progress=True,
+              static_memory=False):
     """Train `net` (from `build_fcn`) in place and return its `History`.
 
     The chapter's training (:numref:`sec_fcn`) on the devices `net` is
-    on, made fast on a CPU: `accelerate(net)`, hybridized with static
-    memory, the fused chapter loss, `fit_epochs` re-seeded with `seed +
+    on, made fast on a CPU: `accelerate(net)`, hybridized (as `gluon-fcn
+    train`: memory planned each step, unless `static_memory`), the fused
+    chapter loss, `fit_epochs` re-seeded with `seed +
     epoch` at every epoch. The trainer takes the parameters that have
     gradients, so a frozen backbone (`grad_req` 'null',
     `core.model.backbone_params`) stays as it is.
@@ -35,13 +37,16 @@ def train_fcn(net, train_iter, test_iter, num_epochs, lr=0.1, wd=1e-3,
     seed : int
     progress : bool
         A tqdm bar per epoch.
+    static_memory : bool
+        `static_alloc`: about 7% faster, 0.8 GB more at batch 32 of
+        320x480.
 
     Returns
     -------
     History : per epoch loss, train/test accuracy and test mIoU.
     """
     accelerate(net)
-    net.hybridize(static_alloc=True)
+    net.hybridize(static_alloc=static_memory)
     params = {name: param for name, param in net.collect_params().items()
               if param.grad_req != 'null'}
     trainer = gluon.Trainer(params, optimizer,

@@ -7,13 +7,20 @@ The chapter's `Conv2DTranspose(kernel 2s, stride s, padding p)` scatters a
 runs it as a GEMM followed by an overlapping col2im, slowly. Split the
 kernel into its four (s x s) quadrants instead: output block (qy, qx) of
 the uncropped (s(H+1), s(W+1)) image receives quadrant (a, b) of the
-kernel applied to input pixel (qy - a, qx - b), for a, b in {0, 1}. So
-gather, for each of the (H+1)(W+1) blocks, the four neighbouring input
-pixels ((B, H+1, W+1, 4 C_in)), multiply by the (4 C_in, C_out s s)
-rearranged weight in one dense GEMM (`FullyConnected`, with the bias
-repeated over each block), and lay the blocks out, cropping p from each
-border (`fcn_blocks_to_image`, `gluon_fcn.fast.native`). The output is the
-chapter's (B, C_out, sH, sW) for p = s/2.
+kernel applied to input pixel (qy - a, qx - b), for a, b in {0, 1}. Each
+block is then its four neighbouring input pixels (the taps, 4 C_in
+numbers) times a (4 C_in, C_out s s) rearrangement of the weight, plus
+the bias, cropped by p at the image's borders.
+
+`fcn_upsample` (`gluon_fcn.fast.native`) computes that block by block,
+writing each into the output, and its backward pass reads the output's
+gradient block by block: the (B, H+1, W+1, C_out s s) blocks never go
+through memory, forward or backward (at batch 32 and 320x480 they would
+hold 484 MB, kept from the forward pass to the backward one, and as much
+again for their gradient). For strides it has no kernel for, or where
+the parameters' gradients are added to (grad_req 'add'), the blocks come
+from one dense GEMM (`FullyConnected`) and are laid out by
+`fcn_blocks_to_image`.
 
 The layer keeps `Conv2DTranspose`'s parameters (names, shapes, values), so
 checkpoints load either way. MXNet's oneDNN deconvolution cannot itself
@@ -58,6 +65,16 @@ class QuadrantConv2DTranspose(nn.Conv2DTranspose):
     def hybrid_forward(self, F, x, weight, bias):
         if onp.dtype(self.weight.dtype) != onp.float32:
             return super().hybrid_forward(F, x, weight, bias)
+        s, p = self._kwargs['stride'][0], self._kwargs['pad'][0]
+        if s in FUSED_STRIDES and 'add' not in (self.weight.grad_req,
+                                                self.bias.grad_req):
+            out = F.fcn_upsample(as_legacy(x), as_legacy(weight),
+                                 as_legacy(bias), stride=s, pad=p)
+            return like(out, x)
+        return self.gemm_forward(F, x, weight, bias)
+
+    def gemm_forward(self, F, x, weight, bias):
+        """The blocks as one GEMM, laid out by `fcn_blocks_to_image`."""
         ref = x  # the caller's flavour, legacy or NumPy
         x, weight, bias = (as_numpy(v) for v in (x, weight, bias))
         s, p = self._kwargs['stride'][0], self._kwargs['pad'][0]
@@ -77,6 +94,9 @@ class QuadrantConv2DTranspose(nn.Conv2DTranspose):
         out = F.fcn_blocks_to_image(blocks.as_nd_ndarray(), channels=c_out,
                                     stride=s, pad=p)  # (B, C_out, sH, sW)
         return like(out, ref)
+
+
+FUSED_STRIDES = (2, 4, 8, 16, 32, 64)  # those `fcn_upsample` computes
 
 
 def same_layer_as(cls, layer):
@@ -142,28 +162,9 @@ def use_chapter_layers(net):
     return len(found)
 
 
-class InferenceUpsampler(QuadrantConv2DTranspose):
-    """The quadrant split in one native operator (`fcn_upsample`), for
-    forward passes only (it has no backward): each block of the output is
-    computed from its four input pixels and written in place, so the
-    (B, H+1, W+1, C_out s s) blocks never go through memory. Made by
-    `for_inference`."""
-
-    def hybrid_forward(self, F, x, weight, bias):
-        if onp.dtype(self.weight.dtype) != onp.float32:
-            return super().hybrid_forward(F, x, weight, bias)
-        s, p = self._kwargs['stride'][0], self._kwargs['pad'][0]
-        out = F.fcn_upsample(as_legacy(x), as_legacy(weight),
-                             as_legacy(bias), stride=s, pad=p)
-        return like(out, x)
-
-
-FUSED_STRIDES = (2, 4, 8, 16, 32, 64)  # those `fcn_upsample` computes
-
-
 def for_inference(layer):
-    """`layer` as an `InferenceUpsampler` sharing its parameters where it
-    is a transposed convolution the native operators compute, on the CPU;
+    """`layer` as a `QuadrantConv2DTranspose` sharing its parameters where
+    it is a transposed convolution `fcn_upsample` computes, on the CPU;
     else `layer` itself."""
     if not (isinstance(layer, nn.Conv2DTranspose) and
             is_quadrant_split(layer) and
@@ -171,4 +172,4 @@ def for_inference(layer):
             all(c.device_type == 'cpu' for c in layer.weight.list_ctx())
             and native.load()):
         return layer
-    return InferenceUpsampler.from_layer(layer)
+    return QuadrantConv2DTranspose.from_layer(layer)

@@ -20,7 +20,9 @@
 //   transposed convolution in one pass, for inference (no backward): each
 //   output block gathers its four neighbouring input pixels (the taps) and
 //   multiplies them by its rows of the weight, written straight into the
-//   output, so the blocks never go through memory. Its backward fails.
+//   output, so the blocks never go through memory. Its backward likewise
+//   computes the input, weight and bias gradients from the output's
+//   gradient read block by block, without the blocks.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -502,13 +504,237 @@ MXReturnValue upForward(const Attrs& attrs, std::vector<MXTensor>* inputs,
   return MX_SUCCESS;
 }
 
-// registered so that graphs whose parameters take gradients can hold it
+namespace {
+
+// The backward pass of `fcn_upsample`, without the (B, H+1, W+1, Co s s)
+// blocks the quadrant split's GEMM would hold. With G the (cropped) output
+// gradient read as blocks, zero outside the image, and Wm the
+// (Co s s, 4 Ci) rearranged weight:
+//   dtaps = G Wm (then each input pixel sums its four taps), dWm = G^T taps
+//   and dbias[o] = the sum of G over channel o.
+struct UpGrad : Upsample {
+  int64_t H1, W1, W1p, Kp, N;
+  UpGrad(const Attrs& attrs, const std::vector<int64_t>& x, int64_t co)
+      : Upsample(attrs, x, co), H1(H + 1), W1(W + 1),
+        W1p((W + 8) / 8 * 8), Kp((K + 31) / 32 * 32), N(co * s * s) {}
+
+  // row r of dY's channel o of image b laid out by block: row[qx s + rx]
+  // = dY[b, o, r, qx s + rx - p], zero where that column is cropped; all
+  // zero where r is
+  void block_row(const float* dy, int64_t b, int64_t o, int64_t r,
+                 float* row) const {
+    std::fill(row, row + W1p * s, 0.f);
+    if (r < 0 || r >= Ho) return;
+    std::memcpy(row + p, dy + ((b * Co + o) * Ho + r) * Wo,
+                Wo * sizeof(float));
+  }
+};
+
+// rows (o, ry, rx) of Wm, each Kp long (zero past K): (N, Kp)
+std::vector<float> weight_rows(const UpGrad& g, const float* w) {
+  std::vector<float> wm(g.N * g.Kp, 0.f);
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < g.N; ++n) {
+    const int64_t o = n / (g.s * g.s), ry = (n / g.s) % g.s, rx = n % g.s;
+    for (int64_t k = 0; k < g.K; ++k) {
+      const int64_t a = k / (2 * g.Ci), e = (k / g.Ci) % 2, c = k % g.Ci;
+      wm[n * g.Kp + k] = w[((c * g.Co + o) * 2 * g.s + a * g.s + ry) *
+                               2 * g.s + e * g.s + rx];
+    }
+  }
+  return wm;
+}
+
+// dt (W1p, Kp) += the row's blocks times its (s, Kp) rows of Wm
+void taps_grad_row(const UpGrad& g, const float* row, const float* wm,
+                   float* dt) {
+#if defined(__AVX512F__)
+  for (int64_t q0 = 0; q0 < g.W1p; q0 += 8) {
+    for (int64_t k0 = 0; k0 < g.Kp; k0 += 32) {
+      __m512 acc[8][2];
+      for (int q = 0; q < 8; ++q)
+        for (int v = 0; v < 2; ++v)
+          acc[q][v] = _mm512_loadu_ps(dt + (q0 + q) * g.Kp + k0 + 16 * v);
+      for (int64_t rx = 0; rx < g.s; ++rx) {
+        const __m512 w0 = _mm512_loadu_ps(wm + rx * g.Kp + k0);
+        const __m512 w1 = _mm512_loadu_ps(wm + rx * g.Kp + k0 + 16);
+        for (int q = 0; q < 8; ++q) {
+          const __m512 d = _mm512_set1_ps(row[(q0 + q) * g.s + rx]);
+          acc[q][0] = _mm512_fmadd_ps(d, w0, acc[q][0]);
+          acc[q][1] = _mm512_fmadd_ps(d, w1, acc[q][1]);
+        }
+      }
+      for (int q = 0; q < 8; ++q)
+        for (int v = 0; v < 2; ++v)
+          _mm512_storeu_ps(dt + (q0 + q) * g.Kp + k0 + 16 * v, acc[q][v]);
+    }
+  }
+#else
+  for (int64_t qx = 0; qx < g.W1p; ++qx) {
+    float* d = dt + qx * g.Kp;
+    for (int64_t rx = 0; rx < g.s; ++rx) {
+      const float v = row[qx * g.s + rx];
+      const float* w = wm + rx * g.Kp;
+#pragma omp simd
+      for (int64_t k = 0; k < g.Kp; ++k) d[k] += v * w[k];
+    }
+  }
+#endif
+}
+
+// dtaps (B, H1, W1p, Kp): each block's gradient with respect to its taps
+void taps_grad(const UpGrad& g, const float* dy, const float* wm,
+               float* dtaps) {
+#pragma omp parallel
+  {
+    std::vector<float> row(g.W1p * g.s);
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < g.B * g.H1; ++t) {
+      const int64_t b = t / g.H1, qy = t % g.H1;
+      float* dt = dtaps + t * g.W1p * g.Kp;
+      std::fill(dt, dt + g.W1p * g.Kp, 0.f);
+      for (int64_t o = 0; o < g.Co; ++o) {
+        for (int64_t ry = 0; ry < g.s; ++ry) {
+          const int64_t r = qy * g.s + ry - g.p;
+          if (r < 0 || r >= g.Ho) continue;
+          g.block_row(dy, b, o, r, row.data());
+          taps_grad_row(g, row.data(), wm + (o * g.s + ry) * g.s * g.Kp,
+                        dt);
+        }
+      }
+    }
+  }
+}
+
+// dx[b, c, iy, ix]: the sum of its four taps' gradients
+void input_grad(const UpGrad& g, const float* dtaps, float* dx) {
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < g.B * g.Ci * g.H; ++t) {
+    const int64_t b = t / (g.Ci * g.H), c = (t / g.H) % g.Ci;
+    const int64_t iy = t % g.H;
+    float* out = dx + t * g.W;
+    for (int64_t ix = 0; ix < g.W; ++ix) {
+      float sum = 0.f;
+      for (int64_t a = 0; a < 2; ++a)
+        for (int64_t e = 0; e < 2; ++e)
+          sum += dtaps[((b * g.H1 + iy + a) * g.W1p + ix + e) * g.Kp +
+                       (a * 2 + e) * g.Ci + c];
+      out[ix] = sum;
+    }
+  }
+}
+
+// dwm (s, K) for rows (o, ry, rx = 0..s-1) of Wm: the sum over every
+// block of its row of G times its taps; returns the sum of those G
+double weight_grad_rows(const UpGrad& g, const float* rows, const float* taps,
+                       float* dwm) {
+  const int64_t nrows = g.B * g.H1;
+  double total = 0.;
+  for (int64_t t = 0; t < nrows; ++t) {  // a float sum per row, vectorised
+    float sum = 0.f;
+    const float* row = rows + t * g.W1p * g.s;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t i = 0; i < g.W1p * g.s; ++i) sum += row[i];
+    total += sum;
+  }
+#if defined(__AVX512F__)
+  if (g.s % 16 == 0) {
+    constexpr int kK = 12;
+    for (int64_t r0 = 0; r0 < g.s; r0 += 16) {
+      for (int64_t k0 = 0; k0 < g.K; k0 += kK) {
+        const int nk = static_cast<int>(std::min<int64_t>(kK, g.K - k0));
+        __m512 acc[kK];
+        for (int j = 0; j < kK; ++j) acc[j] = _mm512_setzero_ps();
+        for (int64_t t = 0; t < nrows; ++t) {
+          const float* row = rows + t * g.W1p * g.s + r0;
+          const float* tk = taps + (t * g.K + k0) * g.Wq;
+          for (int64_t qx = 0; qx < g.W1; ++qx) {
+            const __m512 d = _mm512_loadu_ps(row + qx * g.s);
+            for (int j = 0; j < nk; ++j)
+              acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(tk[j * g.Wq + qx]), d,
+                                       acc[j]);
+          }
+        }
+        float out[16];
+        for (int j = 0; j < nk; ++j) {
+          _mm512_storeu_ps(out, acc[j]);
+          for (int v = 0; v < 16; ++v) dwm[(r0 + v) * g.K + k0 + j] = out[v];
+        }
+      }
+    }
+    return total;
+  }
+#endif
+  std::fill(dwm, dwm + g.s * g.K, 0.f);
+  std::vector<float> acc(g.s);
+  for (int64_t k = 0; k < g.K; ++k) {
+    std::fill(acc.begin(), acc.end(), 0.f);
+    for (int64_t t = 0; t < nrows; ++t) {
+      const float* row = rows + t * g.W1p * g.s;
+      const float* tk = taps + (t * g.K + k) * g.Wq;
+      for (int64_t qx = 0; qx < g.W1; ++qx) {
+        const float v = tk[qx];
+#pragma omp simd
+        for (int64_t rx = 0; rx < g.s; ++rx) acc[rx] += v * row[qx * g.s + rx];
+      }
+    }
+    for (int64_t rx = 0; rx < g.s; ++rx) dwm[rx * g.K + k] = acc[rx];
+  }
+  return total;
+}
+
+// dweight (Ci, Co, 2s, 2s) and dbias (Co,)
+void weight_grad(const UpGrad& g, const float* dy, const float* taps,
+                 float* dw, float* dbias) {
+  std::vector<double> sums(g.Co * g.s);
+#pragma omp parallel
+  {
+    std::vector<float> rows(g.B * g.H1 * g.W1p * g.s);
+    std::vector<float> dwm(g.s * g.K);
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < g.Co * g.s; ++t) {
+      const int64_t o = t / g.s, ry = t % g.s;
+      for (int64_t bq = 0; bq < g.B * g.H1; ++bq)
+        g.block_row(dy, bq / g.H1, o, (bq % g.H1) * g.s + ry - g.p,
+                    rows.data() + bq * g.W1p * g.s);
+      sums[t] = weight_grad_rows(g, rows.data(), taps, dwm.data());
+      for (int64_t rx = 0; rx < g.s; ++rx)
+        for (int64_t k = 0; k < g.K; ++k) {
+          const int64_t a = k / (2 * g.Ci), e = (k / g.Ci) % 2;
+          const int64_t c = k % g.Ci;
+          dw[((c * g.Co + o) * 2 * g.s + a * g.s + ry) * 2 * g.s + e * g.s +
+             rx] = dwm[rx * g.K + k];
+        }
+    }
+  }
+  for (int64_t o = 0; o < g.Co; ++o) {
+    double total = 0.;
+    for (int64_t ry = 0; ry < g.s; ++ry) total += sums[o * g.s + ry];
+    dbias[o] = static_cast<float>(total);
+  }
+}
+
+}  // namespace
+
+// inputs: dY, then the forward's x, weight, bias and y; outputs: dx,
+// dweight, dbias (written, not added to)
 MXReturnValue upBackward(const Attrs& attrs, std::vector<MXTensor>* inputs,
                          std::vector<MXTensor>* outputs,
                          const OpResource& res) {
-  MX_ERROR_MSG << "fcn_upsample is for inference: train through the "
-                  "quadrant split (fcn_blocks_to_image)";
-  return MX_FAIL;
+  const UpGrad g(attrs, inputs->at(1).shape, inputs->at(2).shape[1]);
+  const float* dy = inputs->at(0).data<float>();
+  const float* x = inputs->at(1).data<float>();
+  const float* w = inputs->at(2).data<float>();
+  std::vector<float> taps(g.B * g.H1 * g.K * g.Wq);
+  gather_taps(g, x, taps.data());
+  weight_grad(g, dy, taps.data(), outputs->at(1).data<float>(),
+              outputs->at(2).data<float>());
+  std::vector<float>().swap(taps);
+  const std::vector<float> wm = weight_rows(g, w);
+  std::vector<float> dtaps(g.B * g.H1 * g.W1p * g.Kp);
+  taps_grad(g, dy, wm.data(), dtaps.data());
+  input_grad(g, dtaps.data(), outputs->at(0).data<float>());
+  return MX_SUCCESS;
 }
 
 REGISTER_OP(fcn_upsample)
