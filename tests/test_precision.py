@@ -157,6 +157,24 @@ def test_reduced_precision_agrees_with_fp32_on_a_trained_run(
     assert layers[-1][1] == 'float32'  # the upsampler
 
 
+@pytest.mark.parametrize('bar,fused', [(0.0, True), (1.01, False)])
+def test_int8_fuses_its_residual_sums_only_where_the_classes_stay(
+        monkeypatch, bar, fused):
+    """int8 with the sums fused where the calibration images keep their
+    classes (`INT8_AGREEMENT`), else with the sums apart, in float32."""
+    units_or_skip('int8')
+    monkeypatch.setattr(precision, 'INT8_AGREEMENT', bar)
+    X = zeros((2, 3, 64, 96))
+    calib = onp.random.RandomState(0).uniform(-2, 2, (3, 3, 64, 96))
+    net = precision.inference_net(build_fcn(21), X, 'int8',
+                                  calib.astype('float32'))
+    with precision.legacy_semantics():
+        nodes = json.loads(net.body._cached_graph[1].tojson())['nodes']
+    sums = [n for n in nodes if n['op'] in precision.ADDITIONS.values()]
+    assert (len(sums) == 0) == fused  # resnet18's 8 sums apart, or none
+    assert net(X).shape == (2, 21, 64, 96)
+
+
 def test_int8_is_calibrated_once_and_kept_beside_the_run(run, monkeypatch):
     units_or_skip('int8')
     X = zeros((2, 3, 64, 96))

@@ -382,10 +382,12 @@ def load_run(run_dir, ctx=None, flag='--run', precision='fp32'):
 
 def int8_cache(run_dir):
     """The file prefix of the run's calibrated int8 net, named after its
-    fcn.params, so a resumed run is calibrated again; older ones are
-    removed."""
+    fcn.params and the int8 recipe, so a resumed run, or a new recipe, is
+    calibrated again; older ones are removed."""
     with open(os.path.join(run_dir, 'fcn.params'), 'rb') as f:
-        key = hashlib.sha1(f.read()).hexdigest()[:12]
+        key = hashlib.sha1(f.read())
+    key.update(str(fast.precision.INT8_RECIPE).encode())
+    key = key.hexdigest()[:12]
     prefix = os.path.join(run_dir, 'int8', f'fcn-{key}')
     for path in glob.glob(os.path.join(glob.escape(run_dir), 'int8', '*')):
         if not os.path.basename(path).startswith(f'fcn-{key}-'):
