@@ -308,6 +308,14 @@ def int8_body(body, head, X, calib_data):
     return to_int8(legacy_graph(body, X, fused_sums=False), X, calib_data)
 
 
+def sums_fused(net):
+    """Whether the residual sums of an `InferenceFCN`'s body are fused
+    into its convolutions (no addition of its own in the graph)."""
+    with legacy_semantics():
+        nodes = json.loads(net.body._cached_graph[1].tojson())['nodes']
+    return not any(n['op'] in ADDITIONS.values() for n in nodes)
+
+
 def inference_net(net, X, precision='fp32', calib_data=None,
                   int8_cache=None):
     """`net` (from `build_fcn`) for forward passes in `precision` on
