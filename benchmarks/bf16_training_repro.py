@@ -14,11 +14,12 @@ whole process, and one case crashes it) and prints one line:
   (`mx.library.load`, which `accelerate` does): loading regenerates
   MXNet's operator functions, AMP's casts are lost and the net silently
   trains in float32.
-- quadrant: AMP after the load: the quadrant split's
-  `npx.fully_connected` (an operator of the NumPy namespace, which AMP
-  does not patch) gets the bfloat16 scores and its float32 weight:
-  "Incompatible attr in node ..._fully_connected0 at 1-th input: expected
-  bfloat16, got float32".
+- quadrant: AMP after the load: the quadrant split's `fcn_upsample`
+  (float32 only) gets the bfloat16 scores: "Error in operator
+  ..._fcn_upsample0: ... Error calling InferType for custom operator
+  'fcn_upsample'" (before it trained, the split's `npx.fully_connected`,
+  which AMP does not patch, failed alike: "expected bfloat16, got
+  float32").
 - recipe: AMP after the load, and the upsampler's input cast to float32
   (a subclass here): trains, the convolutions in bfloat16 (AMX kernels
   where allowed: `DNNL_VERBOSE=1` shows `avx512_core_amx_bf16`).

@@ -265,8 +265,8 @@ def fit(config, resume=False, overwrite=False, progress=True):
         prepare_run_dir(out, resume, overwrite)
     net = build_net(config, devices)
     if config.hybridize:  # memory planned at each step: at batch 32 of
-        # 320x480 it peaks 0.8 GB lower than static_alloc, below PyTorch's
-        # port, for 7% of the speed (benchmarks/README.md)
+        # 320x480 it peaks 0.6 GB lower than static_alloc, below PyTorch's
+        # port, for 7-12% of the speed (benchmarks/README.md)
         net.hybridize(static_alloc=config.static_memory)
     loss = (make_loss if config.chapter_layers else fast.make_loss)(
         config.labels)
