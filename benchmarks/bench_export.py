@@ -14,12 +14,10 @@ timed passes after two warm-up passes; both runtimes use every core.
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
-import timeit
 
 import gluon_fcn  # noqa: F401  (first: a thread a core)
 import mxnet as mx
@@ -32,12 +30,9 @@ from gluon_fcn.core.checkpoint import save_params
 from gluon_fcn.core.model import build_fcn
 from gluon_fcn.fast import accelerate, optimize_for_inference
 from gluon_fcn.fast.export import OnnxNet, export_onnx, max_relative_error
+from gluon_fcn.fast.native import cpu_model
 
-
-def median_seconds(fn, repeat, warmup=2):
-    """Median wall time of `repeat` calls of `fn` after `warmup` calls."""
-    timeit.repeat(fn, repeat=warmup, number=1)
-    return statistics.median(timeit.repeat(fn, repeat=repeat, number=1))
+from bench_fcn import time_it  # this folder: the same timer as the table
 
 
 MXNET_ROW = 'mxnet (predict: native ops, oneDNN fusion)'
@@ -53,7 +48,8 @@ def time_runtime(runtime, folder, repeat):
         ort_net = OnnxNet(os.path.join(folder, 'fcn.onnx'))
         feed = {ort_net.input_name: X}
         name = f'onnxruntime {onnxruntime.__version__} (CPU)'
-        forward = lambda: ort_net.session.run(None, feed)[0]  # noqa: E731
+        forward = logits = lambda: ort_net.session.run(  # noqa: E731
+            None, feed)[0]
     else:
         with open(os.path.join(folder, 'head.txt')) as f:
             head = f.read()
@@ -63,9 +59,9 @@ def time_runtime(runtime, folder, repeat):
         net = optimize_for_inference(net, X_mx)
         name = MXNET_ROW
         forward = lambda: net(X_mx).wait_to_read()  # noqa: E731
-    onp.save(os.path.join(folder, f'{runtime}.npy'), onp.asarray(
-        net(X_mx).asnumpy() if runtime == 'mxnet' else forward()))
-    return name, median_seconds(forward, repeat)
+        logits = lambda: net(X_mx).asnumpy()  # noqa: E731
+    onp.save(os.path.join(folder, f'{runtime}.npy'), logits())
+    return name, time_it(forward, repeat)
 
 
 def export_files(folder, crop, batch_size, head):
@@ -109,16 +105,6 @@ def export_rows(crop=(320, 480), batch_size=8, repeat=5, head='32s',
     return rows, error
 
 
-def cpu_name():
-    """The CPU's model name (/proc/cpuinfo), or what platform knows."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            return next(line.split(':', 1)[1].strip() for line in f
-                        if line.startswith('model name'))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--crop', default='320,480')
@@ -136,7 +122,7 @@ def main(argv=None):
     crop = tuple(int(v) for v in args.crop.split(','))
     rows, error = export_rows(crop, args.batch_size, args.repeat, args.head,
                               args.rounds)
-    print(f'{cpu_name()}, {os.cpu_count()} logical CPUs; FCN-{args.head} '
+    print(f'{cpu_model()}, {os.cpu_count()} logical CPUs; FCN-{args.head} '
           f'forward, batch {args.batch_size} of {crop[0]}x{crop[1]}:')
     for row in rows:
         print(f'  {row["name"]:45s} {row["forward_ms"]:8.1f} ms '

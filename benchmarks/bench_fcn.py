@@ -42,6 +42,7 @@ from gluon_fcn.core.training import PixelSoftmaxCELoss
 from gluon_fcn.d2l import RGB_MEAN, RGB_STD
 from gluon_fcn.fast import (accelerate, make_loss, optimize_for_inference,
                             precision_units)
+from gluon_fcn.fast.native import cpu_flags, cpu_model
 from gluon_fcn.fast.precision import sums_fused
 from gluon_fcn.fast.upsample import use_quadrant_split
 
@@ -384,15 +385,6 @@ def onednn_info(framework):
     return info
 
 
-def cpuinfo():
-    """The first processor's fields in /proc/cpuinfo ({} elsewhere)."""
-    if not os.path.exists('/proc/cpuinfo'):
-        return {}
-    with open('/proc/cpuinfo') as f:
-        fields = [line.split(':', 1) for line in f if ':' in line]
-    return dict(reversed([(k.strip(), v.strip()) for k, v in fields]))
-
-
 def mxnet_threads():
     """MXNet's OpenMP threads as src/engine/openmp.cc picks them: its
     default on x86 is half the logical CPUs, and loading it sets that
@@ -411,10 +403,9 @@ def machine():
     """CPU, cores, its bf16/int8 flags, each oneDNN's version and ISA,
     RAM, versions, threads, the load average and the date."""
     import torch
-    info = cpuinfo()
-    flags = info.get('flags', '').split()
+    flags = cpu_flags().split()
     ram = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-    return {'cpu': info.get('model name', platform.machine()),
+    return {'cpu': cpu_model(),
             'cores': os.cpu_count(),
             'cpu_flags': [f for f in UNIT_FLAGS if f in flags],
             'mxnet_onednn': onednn_info('mxnet'),

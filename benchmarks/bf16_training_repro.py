@@ -109,7 +109,7 @@ def case_quadrant():
 def case_recipe():
     from gluon_fcn.core.arrays import as_legacy, like
     from gluon_fcn.core.model import build_fcn
-    from gluon_fcn.fast import accelerate, make_loss
+    from gluon_fcn.fast import make_loss
     from gluon_fcn.fast.upsample import QuadrantConv2DTranspose
 
     class Float32Quadrants(QuadrantConv2DTranspose):

@@ -15,7 +15,6 @@ import argparse
 import ast
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -30,13 +29,7 @@ sys.path.insert(0, os.path.join(HERE, '..', 'tests'))
 from notebook_harness import (NOTEBOOKS, python_kernel,  # noqa: E402
                               run_notebook)
 
-
-def cpu_model():
-    with open('/proc/cpuinfo') as f:
-        for line in f:
-            if line.startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    return platform.processor()
+from gluon_fcn.fast.native import cpu_model  # noqa: E402
 
 
 def children_peak_mb():

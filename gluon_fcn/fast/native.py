@@ -38,14 +38,29 @@ def mxnet_dir():
     return os.path.dirname(mx.__file__)
 
 
-def cpu_flags():
-    """The CPU's feature flags (-march=native compiles for them)."""
+def cpuinfo_field(name):
+    """The first processor's `name` field in /proc/cpuinfo ('' where there
+    is none)."""
     try:
         with open('/proc/cpuinfo') as f:
-            return next((line for line in f if line.startswith('flags')),
-                        '')
+            for line in f:
+                key, _, value = line.partition(':')
+                if key.strip() == name:
+                    return value.strip()
     except OSError:
-        return platform.processor()
+        pass
+    return ''
+
+
+def cpu_flags():
+    """The CPU's feature flags (-march=native compiles for them)."""
+    return cpuinfo_field('flags') or platform.processor()
+
+
+def cpu_model():
+    """The CPU's model name, as the figures name the machine."""
+    return (cpuinfo_field('model name') or platform.processor() or
+            platform.machine())
 
 
 def library_path(cache=None):

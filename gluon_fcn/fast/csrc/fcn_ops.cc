@@ -528,6 +528,13 @@ struct UpGrad : Upsample {
     std::memcpy(row + p, dy + ((b * Co + o) * Ho + r) * Wo,
                 Wo * sizeof(float));
   }
+
+  // where weight (Ci, Co, 2s, 2s) holds the entry of Wm's row (o, ry, rx)
+  // and column k = (a * 2 + e) * Ci + c: quadrant (a, e) of (c, o)
+  int64_t weight_index(int64_t o, int64_t ry, int64_t rx, int64_t k) const {
+    const int64_t a = k / (2 * Ci), e = (k / Ci) % 2, c = k % Ci;
+    return ((c * Co + o) * 2 * s + a * s + ry) * 2 * s + e * s + rx;
+  }
 };
 
 // rows (o, ry, rx) of Wm, each Kp long (zero past K): (N, Kp)
@@ -536,11 +543,8 @@ std::vector<float> weight_rows(const UpGrad& g, const float* w) {
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < g.N; ++n) {
     const int64_t o = n / (g.s * g.s), ry = (n / g.s) % g.s, rx = n % g.s;
-    for (int64_t k = 0; k < g.K; ++k) {
-      const int64_t a = k / (2 * g.Ci), e = (k / g.Ci) % 2, c = k % g.Ci;
-      wm[n * g.Kp + k] = w[((c * g.Co + o) * 2 * g.s + a * g.s + ry) *
-                               2 * g.s + e * g.s + rx];
-    }
+    for (int64_t k = 0; k < g.K; ++k)
+      wm[n * g.Kp + k] = w[g.weight_index(o, ry, rx, k)];
   }
   return wm;
 }
@@ -699,12 +703,8 @@ void weight_grad(const UpGrad& g, const float* dy, const float* taps,
                     rows.data() + bq * g.W1p * g.s);
       sums[t] = weight_grad_rows(g, rows.data(), taps, dwm.data());
       for (int64_t rx = 0; rx < g.s; ++rx)
-        for (int64_t k = 0; k < g.K; ++k) {
-          const int64_t a = k / (2 * g.Ci), e = (k / g.Ci) % 2;
-          const int64_t c = k % g.Ci;
-          dw[((c * g.Co + o) * 2 * g.s + a * g.s + ry) * 2 * g.s + e * g.s +
-             rx] = dwm[rx * g.K + k];
-        }
+        for (int64_t k = 0; k < g.K; ++k)
+          dw[g.weight_index(o, ry, rx, k)] = dwm[rx * g.K + k];
     }
   }
   for (int64_t o = 0; o < g.Co; ++o) {
