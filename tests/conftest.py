@@ -1,5 +1,8 @@
-"""Shared fixtures: tiny, offline, seeded, CPU-only."""
+"""Shared fixtures: tiny, offline, seeded, CPU-only; the order the tests
+run in (`--order`)."""
 import os
+import random
+import time
 
 import mxnet as mx
 import pytest
@@ -17,6 +20,87 @@ except FCNError:
 # the tests' default mode, the 2nd edition's, so that module and session
 # fixtures build NumPy-mode blocks; `mxnet_mode` switches per test
 npx.set_np()
+
+ORDERS = 'file (default), reverse (the modules last to first), random ' \
+    '(modules, then the tests in each, shuffled by a seed from the clock) ' \
+    'or random:SEED'
+
+
+def pytest_addoption(parser):
+    parser.addoption('--order', default='file', help=ORDERS)
+
+
+def order_seed(order):
+    """None for 'file' and 'reverse', the seed of 'random[:SEED]'."""
+    if order in ('file', 'reverse'):
+        return None
+    kind, _, seed = order.partition(':')
+    if kind != 'random' or (seed and not seed.isdigit()):
+        raise pytest.UsageError(f'--order {order}: choose {ORDERS}')
+    return int(seed) if seed else int(time.time()) % 100000
+
+
+def pytest_configure(config):
+    seed = order_seed(config.getoption('--order'))
+    if seed is not None:
+        config.option.order = f'random:{seed}'
+
+
+def pytest_report_header(config):
+    return f'test order: {config.getoption("--order")} (rerun it with ' \
+        f'--order {config.getoption("--order")})'
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests of one module stay together (module fixtures are built once);
+    the modules, and the tests within each, move as --order says."""
+    order = config.getoption('--order')
+    modules = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split('::')[0], []).append(item)
+    groups = list(modules.values())
+    if order == 'reverse':
+        groups.reverse()
+    elif order != 'file':
+        rng = random.Random(order_seed(order))
+        rng.shuffle(groups)
+        for group in groups:
+            rng.shuffle(group)
+    items[:] = [item for group in groups for item in group]
+
+
+# what a skip's reason says -> the cause `make test` counts it under
+SKIP_CAUSES = (('real VOC files not found', 'no ../shared real VOC files'),
+               ("No module named 'torch'", 'no torch'),
+               ("'onnxruntime'", 'no onnxruntime'),
+               ('native operators', 'no compiler (native operators)'),
+               ('has no units for', 'no bf16/VNNI units'),
+               ('root', 'not root, or root without setpriv'),
+               ('tmpfs', 'no tmpfs'))
+
+
+def skip_cause(reason):
+    return next((cause for key, cause in SKIP_CAUSES if key in reason),
+                reason)
+
+
+def pytest_unconfigure(config):
+    """The run's last line counts the skips by cause, so that a run that
+    could not check something says what (-ra lists each above)."""
+    reporter = config.pluginmanager.get_plugin('terminalreporter')
+    if reporter is None:
+        return
+    counts = {}
+    for report in reporter.stats.get('skipped', []):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) \
+            else str(report.longrepr)
+        cause = skip_cause(reason.removeprefix('Skipped: '))
+        counts[cause] = counts.get(cause, 0) + 1
+    causes = ', '.join(f'{n} {cause}' for cause, n in
+                       sorted(counts.items(), key=lambda c: -c[1]))
+    reporter.write_line(f'skipped by cause: {causes}' if counts
+                        else 'skipped: none')
+
 
 VOC_MINI = os.path.join(os.path.dirname(__file__), '..', '..', 'shared',
                         'data', 'voc-mini')

@@ -186,8 +186,11 @@ def test_comparison_lesson_tables_and_curves(lesson):
     for aspect in ('loss reduction', 'learning rate', 'BatchNorm momentum',
                    'transposed conv initialisation'):
         assert aspect in table['text/html']
-    # batch 2: PyTorch sums the loss, twice Gluon's gradient
-    assert 'PyTorch gradient / Gluon gradient = 2.000' in table['text/html']
+    # batch 2: PyTorch sums the loss, twice Gluon's gradient; the same
+    # weights, so within float32 rounding (test_differences_are_measured)
+    ratio = re.search(r'PyTorch gradient / Gluon gradient = ([0-9.]+)',
+                      table['text/html'])
+    assert float(ratio.group(1)) == pytest.approx(2, rel=1e-3)
     gaps = outputs_text(cell_running(nb, 'gaps.append('))
     for row in ('matched: Gluon - PyTorch', 'matched: Gluon - control',
                 'textbook: Gluon - PyTorch'):

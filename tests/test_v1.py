@@ -206,6 +206,7 @@ def test_evaluate_accuracy_equals_d2lzh_and_a_count(voc_mini, d2lzh,
     for X, y in test_iter:
         right += (net(X).argmax(axis=1).asnumpy() == y.asnumpy()).sum()
         total += y.size
+    # both count in float32: right / total within half its spacing (6e-8)
     assert ours == theirs == pytest.approx(right / total, abs=1e-7)
     assert 0 < ours < 1
 

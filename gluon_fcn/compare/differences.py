@@ -158,8 +158,9 @@ def differences(voc_dir, batch_size=4, crop=CROP, seed=0,
                 num_classes=21, index_labels=False):
     """Each difference between the two chapters, measured on one batch of
     `batch_size` crops: a list of {'aspect', 'mxnet', 'pytorch' (what
-    each chapter does), 'measured', 'matched' (what the matched settings
-    do about it: 'neutralised: how', 'remains: why' or 'the same in both
+    each chapter does), 'measured' (in words), 'values' (the numbers the
+    words give), 'matched' (what the matched settings do about it:
+    'neutralised: how', 'remains: why' or 'the same in both
     chapters')}."""
     textbook = recipes('textbook')
     seed_everything(seed)
@@ -167,9 +168,10 @@ def differences(voc_dir, batch_size=4, crop=CROP, seed=0,
     X, y = next(iter(gluon.data.DataLoader(dataset, batch_size)))
     rows = []
 
-    def row(aspect, mxnet, pytorch, measured, matched):
+    def row(aspect, mxnet, pytorch, measured, matched, **values):
         rows.append({'aspect': aspect, 'mxnet': mxnet, 'pytorch': pytorch,
-                     'measured': measured, 'matched': matched})
+                     'measured': measured, 'values': values,
+                     'matched': matched})
 
     v1 = recipes('matched')[0]
     net, torch_net = initial_nets(num_classes, v1, v1, seed)
@@ -183,31 +185,35 @@ def differences(voc_dir, batch_size=4, crop=CROP, seed=0,
         'resnet18 (v1, post-activation)',
         f'{counts[0]:,} vs {counts[1]:,} values (weights and running '
         'statistics); different functions',
-        'neutralised: both nets take the one backbone asked for')
+        'neutralised: both nets take the one backbone asked for',
+        resnet18_v2=counts[0], resnet18_v1=counts[1])
     name = 'final_conv.weight'
     g_grad, g_step = gluon_grad_and_update(net, X, y, textbook[0], name)
     t_grad, t_step = torch_grad_and_update(torch_net, X, y, textbook[1],
                                            name)
+    grad_ratio = float(onp.abs(t_grad).sum() / onp.abs(g_grad).sum())
     row('loss reduction', 'mean over pixels, trainer.step(batch_size): '
         'gradient of the batch mean', 'mean over pixels, l.sum() over the '
         'batch: gradient of the batch sum',
-        f'PyTorch gradient / Gluon gradient = '
-        f'{onp.abs(t_grad).sum() / onp.abs(g_grad).sum():.3f} '
+        f'PyTorch gradient / Gluon gradient = {grad_ratio:.3f} '
         f'(batch {batch_size})',
-        'neutralised: both take the gradient of the batch mean')
+        'neutralised: both take the gradient of the batch mean',
+        ratio=grad_ratio, batch_size=batch_size)
+    step_ratio = float(onp.abs(t_step).sum() / onp.abs(g_step).sum())
+    lr_times_batch = textbook[1].lr / textbook[0].lr * batch_size
     row('learning rate', f'{textbook[0].lr:g}', f'{textbook[1].lr:g}',
         f'update size PyTorch / Gluon on the same batch = '
-        f'{onp.abs(t_step).sum() / onp.abs(g_step).sum():.4f} '
-        f'(lr ratio x batch = '
-        f'{textbook[1].lr / textbook[0].lr * batch_size:.4f})',
-        'neutralised: both take one learning rate')
+        f'{step_ratio:.4f} (lr ratio x batch = {lr_times_batch:.4f})',
+        'neutralised: both take one learning rate',
+        ratio=step_ratio, lr_ratio_times_batch=lr_times_batch)
     g_decay, t_decay = decay_per_step(textbook, batch_size)
     row('weight decay placement', f'wd {textbook[0].wd:g} added to the '
         'rescaled (mean) gradient', f'weight_decay {textbook[1].wd:g} added '
         'to the summed gradient', f'a weight of 1 with no data gradient '
         f'shrinks by {g_decay:.1e} vs {t_decay:.1e} a step; relative to '
         f'the data term PyTorch decays {batch_size}x less',
-        'neutralised: both add wd to the gradient of the batch mean')
+        'neutralised: both add wd to the gradient of the batch mean',
+        gluon_shrink=g_decay, pytorch_shrink=t_decay)
     X_small = X[:, :, :4, :4]  # few values, so n/(n-1) shows
     mean_gap, var_ratio = batchnorm_update(X_small)
     n = X_small.shape[0] * 16
@@ -219,23 +225,26 @@ def differences(voc_dir, batch_size=4, crop=CROP, seed=0,
         f'(the same update); variance increment ratio {var_ratio:.5f} = '
         f'n/(n-1) = {n / (n - 1):.5f}',
         "neutralised: PyTorch keeps MXNet's running statistics "
-        '(torch_port.use_gluon_batchnorm)')
+        '(torch_port.use_gluon_batchnorm)', mean_gap=mean_gap,
+        variance_ratio=var_ratio, n=n)
     stds = init_std(num_classes, seed)
     row('1x1 conv initialisation', 'Xavier uniform, bias 0',
         'PyTorch default (Kaiming uniform a=sqrt(5)), bias uniform',
         f'weight std {stds[0]:.4f} vs {stds[2]:.4f}, bias std {stds[1]:.4f}'
         f' vs {stds[3]:.4f}',
-        "neutralised: PyTorch starts from Gluon's initial weights")
+        "neutralised: PyTorch starts from Gluon's initial weights",
+        stds=stds)
     raw = np.array(onp.random.RandomState(seed).randint(
         0, 256, (2, 8, 8, 3)), dtype='uint8')
+    norm_gap = normalization_gap(raw)
     row('input normalisation', 'ImageNet mean/std on [0, 1] pixels (and '
         'resnet18_v2 adds a BatchNorm on the input)', 'ImageNet mean/std '
         '(transforms.Normalize)', f'largest gap on the same images '
-        f'{normalization_gap(raw):.1e} (normalised pixel values)',
-        'the same in both chapters')
+        f'{norm_gap:.1e} (normalised pixel values)',
+        'the same in both chapters', gap=norm_gap)
     row('transposed conv initialisation', 'bilinear_kernel(64)',
         'bilinear_kernel(64)', f'largest weight gap {gap:.1e}',
-        'the same in both chapters')
+        'the same in both chapters', gap=float(gap))
     exact, held = update_gaps(v1)
     row('optimiser precision', f'SGD holds lr {v1.lr:g} and wd {v1.wd:g} '
         f'as float32 ({as_mxnet_holds(v1.lr):.11f}, '
@@ -243,7 +252,8 @@ def differences(voc_dir, batch_size=4, crop=CROP, seed=0,
         'lr and weight_decay are Python floats (float64)',
         f'one float64 step differs by {exact:.1e} of the update; by '
         f'{held:.1e} with MXNet\'s float32 values',
-        "neutralised: PyTorch gets MXNet's float32 values")
+        "neutralised: PyTorch gets MXNet's float32 values",
+        exact=exact, held=held)
     eps = perturbation('float32')
     row('arithmetic', f'MXNet {mx.__version__} (oneDNN) kernels',
         f'PyTorch {torch.__version__} kernels', f'float32 logits of the '
@@ -251,5 +261,6 @@ def differences(voc_dir, batch_size=4, crop=CROP, seed=0,
         f'their largest; Gluon from weights x (1 + {eps:.1e} noise): '
         f'{arithmetic[1]:.1e}',
         'remains: two libraries round differently; the controls show '
-        'what rounding does to training')
+        'what rounding does to training', logits_gap=arithmetic[0],
+        control_gap=arithmetic[1])
     return rows

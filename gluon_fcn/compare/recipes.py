@@ -9,7 +9,7 @@ import numpy as onp
 import torch
 from mxnet import gluon
 
-from ..core.arrays import array
+from ..core.arrays import array, settle
 from ..core.model import build_fcn
 from ..d2l.train import train_batch_ch13
 from ..errors import FCNError
@@ -98,6 +98,7 @@ def perturbed_copy(net, num_classes, backbone, seed, dtype, scale=None):
     copy = build_fcn(num_classes, backbone)
     copy.cast(dtype)
     rng = onp.random.RandomState(seed)
+    settle()  # `net`'s weights are read below
     for mine, theirs in zip(copy.collect_params().values(),
                             net.collect_params().values()):
         value = theirs.data().asnumpy().astype(mine.dtype)
@@ -119,10 +120,9 @@ def gluon_stepper(net, recipe):
 
     def step(X, y):
         result = train_batch_ch13(net, X, y, loss, trainer, [mx.cpu()])
-        # MXNet's engine is asynchronous: its update may still run when
-        # PyTorch starts, two OpenMP teams at once, which corrupted a
-        # float64 PyTorch loss once (tests/test_torch_port.py, one_step)
-        mx.nd.waitall()
+        # MXNet's engine is asynchronous: its update would still run when
+        # PyTorch's step starts, two thread pools on the same cores
+        settle()
         return result
     return step
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..core.arrays import array
+from ..core.arrays import array, settle
 from ..errors import FCNError
 
 # Gluon's parameter suffix -> PyTorch's, per kind of layer
@@ -261,6 +261,7 @@ def template(net):
 def export_state_dict(net):
     """The PyTorch state dict of a Gluon FCN (resnet18_v1 or _v2, head
     32s), with d2l's keys; `d2l_fcn(...).load_state_dict` takes it."""
+    settle()  # a forward still queued could be moving the weights
     torch_net = template(net)
     state = collections.OrderedDict(torch_net.state_dict())
     for param, key in param_pairs(net, torch_net):

@@ -17,7 +17,7 @@ from mxnet.gluon.model_zoo import model_store, vision
 
 from ..d2l import bilinear_kernel, upsampling_params
 from ..errors import FCNError
-from .arrays import zeros
+from .arrays import settle, zeros
 
 BACKBONES = ('resnet18_v2', 'resnet18_v1', 'resnet34_v1', 'resnet34_v2',
              'resnet50_v1', 'resnet50_v2', 'vgg16')
@@ -250,6 +250,8 @@ def backbone_params(net):
 
 
 def _finish_deferred_init(net, ctx):
-    """Run one tiny forward so every parameter has its shape and memory."""
+    """Run one tiny forward so every parameter has its shape and memory,
+    and wait for it: the net's weights are read right away (`settle`)."""
     ctx0 = ctx[0] if isinstance(ctx, (list, tuple)) else ctx
     net(zeros((1, 3, STRIDE, STRIDE), ctx=ctx0))
+    settle()
