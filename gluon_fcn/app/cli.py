@@ -18,6 +18,7 @@ from ..errors import FCNError, WriteError
 from . import interrupts
 from .config import (TrainConfig, add_config_args, config_from_args,
                      parse_crop, parse_pair)
+from .parsing import ParseError, Parser
 
 DEFAULTS = TrainConfig()
 # compare trains three or more nets side by side: a smaller batch than the
@@ -261,7 +262,7 @@ def add_compare_args(p):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog='gluon-fcn', formatter_class=Formatter,
         description='Fully Convolutional Networks (d2l) in MXNet Gluon.')
     parser.add_argument('--debug', action='store_true',
@@ -480,9 +481,18 @@ def numpy_mode():
         yield
 
 
+def fail(error):
+    """The one line of an `FCNError`; exit status 2."""
+    print(f'gluon-fcn: error: {error}', file=sys.stderr)
+    return 2
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except ParseError as e:
+        return fail(e)
     args.argv = argv
     try:
         with numpy_mode(), interrupts.signals_interrupt():
@@ -490,8 +500,7 @@ def main(argv=None):
     except FCNError as e:
         if args.debug:
             raise
-        print(f'gluon-fcn: error: {e}', file=sys.stderr)
-        return 2
+        return fail(e)
     except KeyboardInterrupt as e:  # SIGINT, SIGTERM: what was kept
         print(f'gluon-fcn: {interrupts.describe(e)}', file=sys.stderr)
         return interrupts.exit_status(e)
