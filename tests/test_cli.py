@@ -51,6 +51,9 @@ def test_train_writes_the_run_folder(run):
     assert sorted(os.listdir(os.path.join(run, 'checkpoints'))) == [
         f'epoch-000{e}.{ext}' for e in (1, 2)
         for ext in ('devices', 'json', 'params', 'states')]
+    # the final parameters are the last checkpoint's, not a third copy
+    assert os.path.samefile(os.path.join(run, 'fcn.params'), os.path.join(
+        run, 'checkpoints', 'epoch-0002.params'))
     for png in ('curves.png', 'predictions.png'):
         assert Image.open(os.path.join(run, png)).size[0] > 200
 
@@ -170,6 +173,50 @@ def test_resume_ends_where_an_uninterrupted_run_ends(run, synth_voc,
     for k in a:
         onp.testing.assert_array_equal(a[k].asnumpy(), b[k].asnumpy(),
                                        err_msg=k)
+
+
+def test_checkpoints_older_than_the_newest_kept_are_removed(tmp_path):
+    """--keep-checkpoints 2: the two newest complete checkpoints stay, an
+    unfinished newer one is not touched, older files go (leftovers of an
+    unfinished one too); 0 keeps all."""
+    from gluon_fcn.app.runs import checkpoint_paths, prune_checkpoints
+    out = str(tmp_path)
+    os.makedirs(os.path.join(out, 'checkpoints'))
+    for epoch in (1, 2, 3, 4, 5):
+        paths = checkpoint_paths(out, epoch)
+        for path in paths if epoch != 5 else paths[:2]:  # 5: unfinished
+            open(path, 'w').close()
+    os.remove(checkpoint_paths(out, 1)[-1])  # 1: its JSON lost
+    everything = sorted(os.listdir(os.path.join(out, 'checkpoints')))
+    prune_checkpoints(out, 0)
+    assert sorted(os.listdir(os.path.join(out, 'checkpoints'))) == \
+        everything
+    prune_checkpoints(out, 2)
+    left = sorted(os.listdir(os.path.join(out, 'checkpoints')))
+    assert left == sorted(os.path.basename(p) for e in (3, 4, 5)
+                          for p in checkpoint_paths(out, e)[
+                              :2 if e == 5 else 4])
+    prune_checkpoints(out, 1)
+    assert {name[:10] for name in os.listdir(
+        os.path.join(out, 'checkpoints'))} == {'epoch-0004', 'epoch-0005'}
+
+
+def test_resume_takes_epochs_and_kept_checkpoints_from_the_line(tmp_path):
+    from gluon_fcn.app.cli import build_parser, train_config
+    from gluon_fcn.app.config import TrainConfig
+    out = str(tmp_path)
+    with open(os.path.join(out, 'config.json'), 'w') as f:
+        json.dump(TrainConfig(epochs=3, lr=0.5, out=out).to_dict(), f)
+
+    def resumed(*flags):
+        argv = ['train', '--out', out, '--resume'] + list(flags)
+        args = build_parser().parse_args(argv)
+        args.argv = argv
+        return train_config(args)
+    config = resumed()
+    assert (config.epochs, config.keep_checkpoints, config.lr) == (3, 2, 0.5)
+    config = resumed('--epochs', '5', '--keep-checkpoints=0', '--lr', '1')
+    assert (config.epochs, config.keep_checkpoints, config.lr) == (5, 0, 0.5)
 
 
 def test_existing_run_is_not_overwritten(run, synth_voc, capsys):

@@ -128,6 +128,7 @@ def test_every_subcommand_takes_debug():
     (['evaluate', '--run', '/no/run'], '--run /no/run: not a run folder'),
     (['train', '--devices', 'gpu:0'], '--devices: gpu:0 does not exist'),
     (['train', '--synth-train', '0'], '--synth-train must be positive'),
+    (['train', '--keep-checkpoints', '-1'], '--keep-checkpoints must be'),
     (['train', '--data-dir', '/proc/no/such', '--synth-train', '3',
       '--synth-val', '2'], '--data-dir /proc/no/such: no such file or '
      'directory while creating /proc/no/such/'),

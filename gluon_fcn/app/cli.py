@@ -312,20 +312,27 @@ def one_device(spec):
     return parse_device(spec)
 
 
+# what a resumed run takes from the command line where given there
+RESUME_FLAGS = ('epochs', 'keep_checkpoints')
+
+
 def train_config(args):
     """The run's TrainConfig: the flags, or the saved one under --resume
-    (with --epochs when given on the line)."""
+    (with the `RESUME_FLAGS` given on the line)."""
     positive_sizes(args)
     positive('--workers', args.num_workers, low=-1)
+    positive('--keep-checkpoints', args.keep_checkpoints, low=-1)
     config = config_from_args(args)
     saved = os.path.join(args.out, 'config.json')
     if args.resume and os.path.isfile(saved):
-        epochs = config.epochs
+        given = config
         config = TrainConfig.from_json(saved)
         config.out = args.out
-        if any(a == '--epochs' or a.startswith('--epochs=')
-               for a in args.argv):
-            config.epochs = epochs
+        for name in RESUME_FLAGS:
+            flag = '--' + name.replace('_', '-')
+            if any(a == flag or a.startswith(f'{flag}=')
+                   for a in args.argv):
+                setattr(config, name, getattr(given, name))
     return config
 
 

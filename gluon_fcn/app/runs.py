@@ -1,8 +1,10 @@
 """A training run as a folder: config, checkpoints, resume, final files.
 
 The run folder holds `config.json`, `log.txt` (a line per epoch),
-`checkpoints/epoch-NNNN.{params,states,devices,json}`, `fcn.params` (final;
-legacy NDArray format, loadable with MXNet's NumPy mode on or off),
+`checkpoints/epoch-NNNN.{params,states,devices,json}` of the newest
+`keep_checkpoints` epochs, `fcn.params` (final, the last checkpoint's
+parameters, hard-linked where the disk allows; legacy NDArray format,
+loadable with MXNet's NumPy mode on or off),
 `curves.png`, `predictions.png` and `metrics.json`, and once a command
 asks for int8, `int8/fcn-<hash of fcn.params>-{symbol.json,0000.params}`
 (the calibrated int8 net). Every file is written atomically; the
@@ -27,9 +29,9 @@ from ..core.checkpoint import (load_device_copies, save_device_copies,
 from ..core.dataset import (SegDataset, example_paths, no_image_fits,
                             read_image, read_split, resolve_data)
 from ..core.evaluate import evaluate_images, read_label
-from ..core.files import (atomic_path, check_readable, load_json,
-                          make_folder, remove_temporaries, save_json,
-                          write_text)
+from ..core.files import (atomic_path, check_readable, link_or_copy,
+                          load_json, make_folder, remove_file,
+                          remove_temporaries, save_json, write_text)
 from ..core.labels import resolve_classes
 from ..core.model import build_fcn
 from ..core.predict import image_batch, predict_image
@@ -148,6 +150,9 @@ def prepare_run_dir(out, resume=False, overwrite=False):
         remove_temporaries(folder)
 
 
+CHECKPOINT_NAME = re.compile(r'epoch-(\d+)\.(params|states|devices|json)')
+
+
 def checkpoint_paths(out, epoch):
     stem = os.path.join(out, 'checkpoints', f'epoch-{epoch:04d}')
     return tuple(stem + ext for ext in ('.params', '.states', '.devices',
@@ -175,16 +180,45 @@ def save_checkpoint(out, epoch, net, trainer, history):
         raise
 
 
+def checkpoint_files(out):
+    """{name: (epoch, extension)} of the checkpoint files in the run
+    folder `out`."""
+    folder = os.path.join(out, 'checkpoints')
+    if not os.path.isdir(folder):
+        return {}
+    check_readable(folder, 'folder')
+    found = {name: CHECKPOINT_NAME.fullmatch(name)
+             for name in os.listdir(folder)}
+    return {name: (int(m.group(1)), m.group(2))
+            for name, m in found.items() if m}
+
+
+def complete_checkpoints(out):
+    """The epochs of the complete checkpoints (their JSON, written last,
+    is there) in the run folder `out`, oldest first."""
+    return sorted(epoch for epoch, ext in checkpoint_files(out).values()
+                  if ext == 'json')
+
+
 def last_checkpoint(out):
     """The epoch of the newest complete checkpoint in the run folder
     `out`, or None."""
-    folder = os.path.join(out, 'checkpoints')
-    if not os.path.isdir(folder):
-        return None
-    check_readable(folder, 'folder')
-    found = (re.fullmatch(r'epoch-(\d+)\.json', name)
-             for name in os.listdir(folder))
-    return max((int(m.group(1)) for m in found if m), default=None)
+    epochs = complete_checkpoints(out)
+    return epochs[-1] if epochs else None
+
+
+def prune_checkpoints(out, keep):
+    """Remove every checkpoint file older than the newest `keep` complete
+    checkpoints (with `keep` 0, none). The JSONs go first, so a stop
+    midway leaves no old checkpoint that looks complete; the newest
+    complete one and anything newer are never touched."""
+    kept = complete_checkpoints(out)[-keep:] if keep else []
+    if not kept:
+        return
+    old = [(ext != 'json', name) for name, (epoch, ext)
+           in checkpoint_files(out).items() if epoch < kept[0]]
+    for _, name in sorted(old):
+        remove_file(os.path.join(out, 'checkpoints', name))
 
 
 def load_last_checkpoint(out, net, trainer):
@@ -281,6 +315,7 @@ def fit(config, resume=False, overwrite=False, progress=True):
 
     def on_epoch_end(epoch, history):
         save_checkpoint(out, epoch, net, trainer, history)
+        prune_checkpoints(out, config.keep_checkpoints)
         write_epoch_files(out, config, history)
 
     try:
@@ -297,7 +332,7 @@ def fit(config, resume=False, overwrite=False, progress=True):
         dist.report_params(net, kvstore)
         if rank:
             return dict(history.epochs[-1], rank=rank)
-    save_params(net, os.path.join(out, 'fcn.params'))
+    save_final_params(out, net, history)
     if config.hybridize:  # training is over: fuse for the final passes
         net = fast.optimize_for_inference(
             net, zeros((1, 3) + config.crop, ctx=devices[0]),
@@ -312,6 +347,19 @@ def fit(config, resume=False, overwrite=False, progress=True):
                    val_whole_image=whole)
     save_json(metrics, os.path.join(out, 'metrics.json'))
     return metrics
+
+
+def save_final_params(out, net, history):
+    """fcn.params: the parameters of the last checkpoint, which are the
+    net's; a hard link to it where the disk allows (the demo's folder
+    holds two checkpoints, not three copies of 52 MB)."""
+    path = os.path.join(out, 'fcn.params')
+    last = history.epochs[-1]['epoch'] if history.epochs else None
+    checkpoint = last and checkpoint_paths(out, last)
+    if checkpoint and os.path.isfile(checkpoint[-1]):  # complete
+        link_or_copy(checkpoint[0], path)
+    else:
+        save_params(net, path)
 
 
 def save_prediction_figure(net, voc_dir, config, path, ctx, n=4):
