@@ -36,12 +36,17 @@ def test_train_writes_the_run_folder(run):
     config = json.load(open(os.path.join(run, 'config.json')))
     assert config['crop'] == [96, 128] and config['lr'] == 0.1
     assert config['wd'] == 1e-3 and config['backbone'] == 'resnet18_v2'
+    synthetic = ['aeroplane', 'bus', 'cat', 'dog', 'person']
+    assert (config['data_kind'], config['synthetic_classes']) == (
+        'synthetic', synthetic)
     log = open(os.path.join(run, 'log.txt')).read().splitlines()
     assert [line.split(':')[0] for line in log] == ['epoch 1', 'epoch 2']
     metrics = json.load(open(os.path.join(run, 'metrics.json')))
     assert {'loss', 'train_acc', 'test_acc', 'examples_per_sec',
             'devices'} <= set(metrics)
     assert metrics['devices'] == '[cpu(0), cpu(1)]'
+    assert (metrics['data_kind'], metrics['synthetic_classes']) == (
+        'synthetic', synthetic)
     assert 0 <= metrics['test_miou'] <= 1
     whole = metrics['val_whole_image']  # whole images, not crops
     assert whole['images'] == 12 and whole['split'] == 'val'
@@ -71,7 +76,10 @@ def test_predict_writes_masks_the_size_of_each_image(run, synth_voc,
                    str(bad)] + images + [str(odd)])
     assert status == 1  # one input failed; the others are written
     captured = capsys.readouterr()
-    assert 'bad.jpg' in captured.err and len(captured.err.splitlines()) == 1
+    errors = [line for line in captured.err.splitlines()
+              if line.startswith('gluon-fcn: error: ')]
+    assert len(errors) == 1 and 'bad.jpg' in errors[0]
+    assert_synthetic_note_once(captured.err, run)
     for path in images + [str(odd)]:
         stem = os.path.splitext(os.path.basename(path))[0]
         mask = Image.open(out / f'{stem}.png')
@@ -91,14 +99,41 @@ def test_predict_writes_masks_the_size_of_each_image(run, synth_voc,
     assert Image.open(out / 'odd_overlay.png').size[0] > 101  # a figure
 
 
+def assert_synthetic_note_once(err, run):
+    """A run trained on synthetic data says so once, in one line, with
+    its classes and the ways to a real model."""
+    notes = [line for line in err.splitlines()
+             if line.startswith('gluon-fcn: note: ')]
+    assert len(notes) == 1, err
+    for words in (f'{run} was trained on synthetic data',
+                  'aeroplane, bus, cat, dog, person',
+                  'photos will not segment well', '--model',
+                  '--data voc2012', 'Reproducing the textbook'):
+        assert words in notes[0]
+
+
+def test_runs_not_trained_on_synthetic_data_have_no_note(tmp_path):
+    from gluon_fcn.app.trained_on import synthetic_note
+    for saved in ({'data': 'voc2012', 'data_kind': 'voc2012'},
+                  {'data': 'photos', 'data_kind': 'folder'},
+                  {'data': 'data/voc'}):  # before data_kind was recorded
+        with open(tmp_path / 'config.json', 'w') as f:
+            json.dump(saved, f)
+        assert synthetic_note(str(tmp_path)) is None
+    with open(tmp_path / 'config.json', 'w') as f:
+        json.dump({'data': 'synthetic'}, f)
+    assert 'synthetic data' in synthetic_note(str(tmp_path))
+
+
 def test_evaluate_crops_is_the_chapter_s_seeded_accuracy(run, synth_voc,
-                                                         tmp_path):
+                                                         tmp_path, capsys):
     figures = []
     for k in range(2):
         path = tmp_path / f'eval{k}.json'
         assert main(['evaluate', '--run', run, '--data', synth_voc,
                      '--crops', '--json', str(path)]) == 0
         figures.append(json.load(open(path)))
+        assert_synthetic_note_once(capsys.readouterr().err, run)
     assert figures[0] == figures[1]
     assert 0 <= figures[0]['accuracy'] <= 1 and figures[0]['split'] == 'val'
 

@@ -23,6 +23,7 @@ from . import figures
 from .checks import read_checked_image
 from .config import TrainConfig
 from .runs import data_folder, load_run, parse_devices
+from .trained_on import synthetic_note
 
 
 def open_net(run=None, model=None, onnx=None, model_root=None,
@@ -34,7 +35,7 @@ def open_net(run=None, model=None, onnx=None, model_root=None,
         raise FCNError(f'--precision {precision}: goes with --run (it is '
                        "calibrated on the run's images)")
     if run:
-        net, config = load_run(run, ctx, precision=precision)
+        net, config = load_noted_run(run, ctx, precision)
         return net, Legend(config.classes), window or config.crop
     if model:
         net = load_pretrained(model, model_root, params, ctx)
@@ -48,6 +49,16 @@ def open_net(run=None, model=None, onnx=None, model_root=None,
                        f'{net.window[0]}x{net.window[1]} inputs only '
                        '(export with --dynamic for any size)')
     return net, net.legend, window or net.window
+
+
+def load_noted_run(run_dir, ctx, precision='fp32'):
+    """`load_run`, and the note of a run trained on synthetic data
+    (`synthetic_note`), once, on stderr."""
+    net, config = load_run(run_dir, ctx, precision=precision)
+    note = synthetic_note(run_dir)
+    if note:
+        print(f'gluon-fcn: note: {note}', file=sys.stderr)
+    return net, config
 
 
 def predict_files(net, legend, paths, out_dir, window, stride=None,
@@ -98,7 +109,7 @@ def evaluate_run(run_dir, data, data_dir, split='val', labels='voc',
     With `precision` 'bf16' or 'int8', the net runs in it and the whole-
     image figures are compared with float32's on the same images."""
     ctx = parse_devices(device, '--device')[0]
-    net, config = load_run(run_dir, ctx, precision=precision)
+    net, config = load_noted_run(run_dir, ctx, precision)
     precision = getattr(net, 'precision', 'fp32')  # the one that runs
     config = dataclasses.replace(config, data=data, data_dir=data_dir,
                                  labels=labels)

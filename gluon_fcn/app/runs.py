@@ -43,6 +43,7 @@ from ..errors import FCNError, WriteError, os_cause
 from . import figures
 from .checks import check_dataset
 from .config import TrainConfig
+from .trained_on import data_record
 
 
 def parse_devices(spec, flag='--devices'):
@@ -288,6 +289,7 @@ def fit(config, resume=False, overwrite=False, progress=True):
         check_run_dir(out, resume, overwrite)
     devices = parse_devices(config.devices)
     voc_dir = data_folder(config, progress)
+    record = data_record(config.data, voc_dir)
     classes, index_labels = resolve_classes(config.classes, voc_dir)
     config = dataclasses.replace(config, classes=classes)
     check_dataset(voc_dir, config.crop, len(classes), config.labels,
@@ -311,7 +313,8 @@ def fit(config, resume=False, overwrite=False, progress=True):
     if start_epoch:  # log.txt as of the checkpoint, whenever the kill came
         write_epoch_files(out, config, history)
     if rank == 0:
-        save_json(config.to_dict(), os.path.join(out, 'config.json'))
+        save_json(dict(config.to_dict(), **record),
+                  os.path.join(out, 'config.json'))
 
     def on_epoch_end(epoch, history):
         save_checkpoint(out, epoch, net, trainer, history)
@@ -343,7 +346,7 @@ def fit(config, resume=False, overwrite=False, progress=True):
                                config.labels, config.crop, ctx=devices[0],
                                progress=progress)
     metrics = dict(history.epochs[-1], devices=str(devices),
-                   examples_per_sec=examples_per_sec(history),
+                   examples_per_sec=examples_per_sec(history), **record,
                    val_whole_image=whole)
     save_json(metrics, os.path.join(out, 'metrics.json'))
     return metrics
