@@ -71,6 +71,32 @@ def test_best_and_worst_never_show_an_image_twice(n_images):
         assert worst[0][0] == 'empty'
 
 
+def test_best_and_worst_say_their_measure_and_score_a_miss_0(
+        drawn, synth_voc, tmp_path):
+    """A net that predicts background everywhere misses every object: each
+    image scores 0 under the measure the title names."""
+    from mxnet.gluon import nn
+    from gluon_fcn.core.evaluate import evaluate_images
+    from gluon_fcn.d2l import VOC_CLASSES
+
+    class AllBackground(nn.HybridBlock):
+        def hybrid_forward(self, F, X):  # (B, 21, H, W), class 0 wins
+            return F.np.concatenate([F.np.ones_like(X[:, :1])] + [
+                F.np.zeros_like(X[:, :1])] * 20, axis=1)
+    net = AllBackground()
+    metrics, scores = evaluate_images(net, synth_voc, 'val', VOC_CLASSES,
+                                      window=(96, 128), progress=False)
+    assert [score for _, score in scores] == [0.0] * len(scores)
+    figures.save_eval_report(net, synth_voc, metrics, scores,
+                             str(tmp_path / 'e.json'), VOC_CLASSES,
+                             window=(96, 128))
+    grid = drawn[-1]
+    assert 'by object IoU' in grid._suptitle.get_text()
+    assert 'voc labels' in grid._suptitle.get_text()
+    assert all(ax.get_title().endswith('object IoU 0.00')
+               for ax in grid.axes[:6])
+
+
 def test_overlay_has_a_title_and_a_legend(drawn):
     img = onp.full((6, 10, 3), 200, 'uint8')
     mask = onp.zeros((6, 10), 'int32')

@@ -151,7 +151,8 @@ def score_images(net, legend, voc_dir, split, labels, json_path, window,
     (`figures.save_eval_report`)."""
     metrics, scores = evaluate_images(net, voc_dir, split, legend.classes,
                                       labels, window, stride, ctx,
-                                      reference=reference)
+                                      reference=reference,
+                                      background=legend.background)
     metrics['precision'] = precision
     print(f'{split}: pixel acc {metrics["pixel_acc"]:.3f}, mean acc '
           f'{metrics["mean_acc"]:.3f}, mean IoU {metrics["mean_iou"]:.3f}, '
