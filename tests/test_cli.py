@@ -125,6 +125,36 @@ def test_runs_not_trained_on_synthetic_data_have_no_note(tmp_path):
     assert 'synthetic data' in synthetic_note(str(tmp_path))
 
 
+def test_predict_takes_a_folder_s_images_by_name(run, synth_voc, tmp_path,
+                                                capsys):
+    import shutil
+    photos, empty = tmp_path / 'photos', tmp_path / 'empty'
+    photos.mkdir()
+    empty.mkdir()
+    names = read_split(synth_voc, 'val')[:2]
+    for name, copy in zip(names, ('b.jpg', 'a.JPG')):
+        shutil.copy(os.path.join(synth_voc, 'JPEGImages', f'{name}.jpg'),
+                    photos / copy)
+    (photos / 'notes.txt').write_text('not an image')
+    out = tmp_path / 'masks'
+    assert main(['predict', '--run', run, '--out', str(out), str(photos),
+                 str(empty)]) == 1  # the empty folder failed
+    captured = capsys.readouterr()
+    assert [line.split(': ')[0] for line in captured.out.splitlines()] == [
+        str(photos / 'a.JPG'), str(photos / 'b.jpg')]
+    assert sorted(os.listdir(out)) == ['a.png', 'a_overlay.png', 'b.png',
+                                       'b_overlay.png']
+    assert f'gluon-fcn: error: {empty}: a folder with no image files' in \
+        captured.err
+    # masks written among the images would mix with them, or replace them
+    assert main(['predict', '--run', run, '--out', str(photos),
+                 str(photos)]) == 2
+    assert capsys.readouterr().err.endswith(
+        'the folder of the images; the masks, PNGs named after them, would '
+        'mix with them or replace them: give another folder\n')
+    assert sorted(os.listdir(photos)) == ['a.JPG', 'b.jpg', 'notes.txt']
+
+
 def test_evaluate_crops_is_the_chapter_s_seeded_accuracy(run, synth_voc,
                                                          tmp_path, capsys):
     figures = []

@@ -203,7 +203,8 @@ def add_predict_args(p):
     p.add_argument('--device', default='cpu:0', help='cpu:N or gpu:N')
     add_precision_arg(p)
     add_window_args(p)
-    p.add_argument('images', nargs='+', help='image files, any size')
+    p.add_argument('images', nargs='+', help='image files, any size, or '
+                   'folders of them (their image files, by name)')
 
 
 def add_evaluate_args(p):

@@ -12,7 +12,7 @@ from .. import fast
 from ..core.arrays import zeros
 from ..core.dataset import SegDataset
 from ..core.evaluate import evaluate_images
-from ..core.files import save_json
+from ..core.files import check_readable, save_json
 from ..core.labels import Legend, resolve_classes, save_label_png
 from ..core.predict import predict_sliding
 from ..core.training import evaluate, seed_everything
@@ -61,24 +61,61 @@ def load_noted_run(run_dir, ctx, precision='fp32'):
     return net, config
 
 
+# the images `predict` takes from a folder, by suffix
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif',
+                  '.tiff', '.ppm', '.pgm')
+
+
+def image_files(paths):
+    """(path, None) for each file of `paths`, a folder's image files (by
+    suffix) sorted by name in its place; (folder, FCNError) for a folder
+    without images."""
+    for path in paths:
+        if not os.path.isdir(path):
+            yield path, None
+            continue
+        try:
+            check_readable(path, 'folder')
+        except FCNError as e:
+            yield path, e
+            continue
+        names = sorted(name for name in os.listdir(path)
+                       if name.lower().endswith(IMAGE_SUFFIXES) and
+                       os.path.isfile(os.path.join(path, name)))
+        if not names:
+            yield path, FCNError(f'{path}: a folder with no image files '
+                                 f'({", ".join(IMAGE_SUFFIXES)})')
+        for name in names:
+            yield os.path.join(path, name), None
+
+
 def predict_files(net, legend, paths, out_dir, window, stride=None,
                   ctx=None, details=False):
-    """Segment image files whole, by sliding windows: `out_dir/<stem>.png`
-    (palette PNG of class indices, the image's size) and
-    `<stem>_overlay.png`, in the colours of `legend`; print the classes
-    found (with `details`, as the material does: the output's shape and
-    the classes' indices too). An unreadable (or truncated) file is
-    reported and skipped; returns how many failed.
+    """Segment image files (a folder: its image files, by name) whole, by
+    sliding windows: `out_dir/<stem>.png` (palette PNG of class indices,
+    the image's size) and `<stem>_overlay.png`, in the colours of
+    `legend`; print the classes found (with `details`, as the material
+    does: the output's shape and the classes' indices too). An unreadable
+    (or truncated) file, or a folder without images, is reported and
+    skipped; returns how many failed.
     """
+    if any(os.path.isdir(p) and os.path.realpath(p) ==
+           os.path.realpath(out_dir) for p in paths):
+        raise FCNError(f'--out {out_dir}: the folder of the images; the '
+                       'masks, PNGs named after them, would mix with them or '
+                       'replace them: give another folder')
     failed = 0
     colours = legend.colours()
     # ADE20K's names hold commas ('building, edifice')
     sep = '; ' if any(',' in name for name in legend.classes) else ', '
-    for path in paths:
-        try:
-            img = read_checked_image(path)
-        except FCNError as e:
-            print(f'gluon-fcn: error: {e}', file=sys.stderr)
+    for path, error in image_files(paths):
+        if error is None:
+            try:
+                img = read_checked_image(path)
+            except FCNError as e:
+                error = e
+        if error is not None:
+            print(f'gluon-fcn: error: {error}', file=sys.stderr)
             failed += 1
             continue
         logits = predict_sliding(net, img, window, stride, ctx)  # (C, H, W)
