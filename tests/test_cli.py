@@ -41,7 +41,16 @@ def test_train_writes_the_run_folder(run):
         'synthetic', synthetic)
     log = open(os.path.join(run, 'log.txt')).read().splitlines()
     assert [line.split(':')[0] for line in log] == ['epoch 1', 'epoch 2']
+    assert all(' (d2l labels), ' in line for line in log)  # the mIoU's
     metrics = json.load(open(os.path.join(run, 'metrics.json')))
+    assert metrics['labels'] == 'd2l'
+    epochs = json.load(open(os.path.join(run, 'checkpoints',
+                                         'epoch-0002.json')))['epochs']
+    # the run's time in training steps, and the last epoch's apart
+    assert metrics['train_seconds'] == pytest.approx(
+        sum(r['train_seconds'] for r in epochs))
+    assert metrics['last_epoch_train_seconds'] == \
+        epochs[-1]['train_seconds'] < metrics['train_seconds']
     assert {'loss', 'train_acc', 'test_acc', 'examples_per_sec',
             'devices'} <= set(metrics)
     assert metrics['devices'] == '[cpu(0), cpu(1)]'
@@ -163,7 +172,9 @@ def test_evaluate_crops_is_the_chapter_s_seeded_accuracy(run, synth_voc,
         assert main(['evaluate', '--run', run, '--data', synth_voc,
                      '--crops', '--json', str(path)]) == 0
         figures.append(json.load(open(path)))
-        assert_synthetic_note_once(capsys.readouterr().err, run)
+        captured = capsys.readouterr()
+        assert_synthetic_note_once(captured.err, run)
+        assert '(96x128 random crops, voc labels)' in captured.out
     assert figures[0] == figures[1]
     assert 0 <= figures[0]['accuracy'] <= 1 and figures[0]['split'] == 'val'
 
@@ -282,6 +293,15 @@ def test_resume_takes_epochs_and_kept_checkpoints_from_the_line(tmp_path):
     assert (config.epochs, config.keep_checkpoints, config.lr) == (3, 2, 0.5)
     config = resumed('--epochs', '5', '--keep-checkpoints=0', '--lr', '1')
     assert (config.epochs, config.keep_checkpoints, config.lr) == (5, 0, 0.5)
+
+
+@pytest.mark.parametrize('size, shown', [
+    ((75, 100), 'whole, 75x100'), ((160, 224), 'whole, 160x224'),
+    ((375, 500), 'top-left 160x224 of 375x500'),
+    ((100, 500), 'top-left 100x224 of 100x500')])
+def test_predictions_png_says_what_part_of_each_image_it_shows(size, shown):
+    from gluon_fcn.app.runs import shown_part
+    assert shown_part(size, (160, 224)) == shown
 
 
 def test_existing_run_is_not_overwritten(run, synth_voc, capsys):

@@ -48,10 +48,12 @@ def test_curves_plot_the_test_miou_that_training_prints(drawn):
     points = [(0.5, 2.0, 0.5, None), (1, 1.5, 0.6, None),
               (1, None, None, 0.7), (2, 1.0, 0.8, None), (2, None, None, 0.75)]
     epochs = [{'epoch': 1, 'test_miou': 0.3}, {'epoch': 2, 'test_miou': 0.4}]
-    figures.save_curves(points, epochs, 2, 'c.png', title='Run')
+    figures.save_curves(points, epochs, 2, 'c.png', title='Run',
+                        labels='voc')
     ax, = drawn[0].axes
     labels = [line.get_label() for line in ax.get_lines()]
-    assert labels == ['train loss', 'train acc', 'test acc', 'test mIoU']
+    assert labels == ['train loss', 'train acc', 'test acc',
+                      'test mIoU (voc labels)']
     assert list(ax.get_lines()[-1].get_ydata()) == [0.3, 0.4]
     assert ax.get_title() == 'Run' and ax.get_xlabel() == 'epoch'
     assert ax.get_ylabel()

@@ -398,7 +398,7 @@ def cmd_predict(args):
                                        args.model_root, args.params, ctx,
                                        window, args.precision)
     failed = predict_files(net, legend, args.images, args.out, window,
-                           stride, ctx, details=not args.run)
+                           stride, ctx)
     return 1 if failed else 0
 
 

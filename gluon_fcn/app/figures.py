@@ -45,12 +45,14 @@ def _to_numpy(x):
     return x.asnumpy() if hasattr(x, 'asnumpy') else onp.asarray(x)
 
 
-def save_curves(points, epochs, num_epochs, path, title='Training'):
+def save_curves(points, epochs, num_epochs, path, title='Training',
+                labels=None):
     """The chapter's Animator plot (train loss, train acc, test acc) and
     the test mIoU that training prints, over epochs.
 
     `points` are (x, loss, train acc, test acc) tuples, None for no
-    value; `epochs` the per-epoch records (with 'epoch', 'test_miou').
+    value; `epochs` the per-epoch records (with 'epoch', 'test_miou');
+    `labels` the convention ('d2l', 'voc') the legend names for the mIoU.
     """
     fig, ax = subplots(figsize=(4.5, 3))
     for k, (label, fmt) in enumerate(zip(CURVE_LEGEND, CURVE_FMTS)):
@@ -60,7 +62,8 @@ def save_curves(points, epochs, num_epochs, path, title='Training'):
     miou = [(r['epoch'], r['test_miou']) for r in epochs
             if r.get('test_miou') == r.get('test_miou')]  # not NaN
     if miou:
-        ax.plot(*zip(*miou), 'c:', marker='.', label='test mIoU')
+        ax.plot(*zip(*miou), 'c:', marker='.', label='test mIoU' + (
+            f' ({labels} labels)' if labels else ''))
     ax.set_xlabel('epoch')
     ax.set_ylabel('loss; accuracy and mIoU (0-1)')
     ax.set_xlim([1, num_epochs] if num_epochs > 1 else [0, 1])
@@ -208,8 +211,8 @@ def save_eval_report(net, voc_dir, metrics, scores, json_path, classes,
     save_json(metrics, json_path)
     stem = os.path.splitext(json_path)[0]
     save_iou_bars(metrics['per_class_iou'], f'{stem}_iou.png',
-                  title=f'IoU per class, {metrics["split"]} split '
-                        f'(mIoU {metrics["mean_iou"]:.3f})')
+                  title=f'IoU per class, {metrics["split"]} split, '
+                        f'{labels} labels (mIoU {metrics["mean_iou"]:.3f})')
     best, worst = best_and_worst(scores, n)
     images, preds, truths, titles = [], [], [], []
     for rank, (name, score) in [(f'best {i + 1}', s) for i, s in

@@ -14,7 +14,7 @@ from ..core.dataset import SegDataset
 from ..core.evaluate import evaluate_images
 from ..core.files import check_readable, save_json
 from ..core.labels import Legend, resolve_classes, save_label_png
-from ..core.predict import predict_sliding
+from ..core.predict import predict_mask
 from ..core.training import evaluate, seed_everything
 from ..core.zoo import load_pretrained
 from ..errors import FCNError
@@ -90,12 +90,12 @@ def image_files(paths):
 
 
 def predict_files(net, legend, paths, out_dir, window, stride=None,
-                  ctx=None, details=False):
+                  ctx=None):
     """Segment image files (a folder: its image files, by name) whole, by
     sliding windows: `out_dir/<stem>.png` (palette PNG of class indices,
     the image's size) and `<stem>_overlay.png`, in the colours of
-    `legend`; print the classes found (with `details`, as the material
-    does: the output's shape and the classes' indices too). An unreadable
+    `legend`; print the classes found, one line an image, whatever the
+    net (a run, a zoo model, an ONNX file). An unreadable
     (or truncated) file, or a folder without images, is reported and
     skipped; returns how many failed.
     """
@@ -118,8 +118,7 @@ def predict_files(net, legend, paths, out_dir, window, stride=None,
             print(f'gluon-fcn: error: {error}', file=sys.stderr)
             failed += 1
             continue
-        logits = predict_sliding(net, img, window, stride, ctx)  # (C, H, W)
-        mask = logits.argmax(axis=0).astype('int32').asnumpy()
+        mask = predict_mask(net, img, window, stride, ctx).asnumpy()
         stem = os.path.join(out_dir, os.path.splitext(
             os.path.basename(path))[0])
         save_label_png(mask, stem + '.png', legend.full_palette())
@@ -129,11 +128,7 @@ def predict_files(net, legend, paths, out_dir, window, stride=None,
                              legend.classes,
                              f'{os.path.basename(path)}: predicted classes',
                              colours=colours, background=legend.background)
-        if details:
-            print(f'{path}: output {(1,) + tuple(logits.shape)}, classes '
-                  f'[{" ".join(map(str, found))}]: {names}')
-        else:
-            print(f'{path}: {names}')
+        print(f'{path}: {names}')
     return failed
 
 
@@ -226,7 +221,8 @@ def crop_accuracy(net, config, voc_dir, split, batch_size, seed, json_path,
                 'crop': list(config.crop), 'data': voc_dir, 'seed': seed,
                 'labels': config.labels}
     print(f'{split} accuracy {acc:.3f} on {len(dataset)} images '
-          f'({config.crop[0]}x{config.crop[1]} random crops)')
+          f'({config.crop[0]}x{config.crop[1]} random crops, '
+          f'{config.labels} labels)')
     if json_path:
         save_json(result, json_path)
     return result

@@ -37,7 +37,7 @@ from ..core.model import build_fcn
 from ..core.predict import image_batch, predict_image
 from ..core.training import (History, NonFiniteLoss, examples_per_sec,
                              fit_epochs, format_epoch, format_summary,
-                             make_loss, seed_everything)
+                             make_loss, seed_everything, train_seconds)
 from ..dist import worker as dist
 from ..errors import FCNError, WriteError, os_cause
 from . import figures
@@ -247,12 +247,14 @@ def list_ctx(net):
 
 def write_epoch_files(out, config, history):
     """log.txt and curves.png, rewritten whole from the history."""
-    write_text(''.join(format_epoch(r) + '\n' for r in history.epochs),
+    write_text(''.join(format_epoch(r, config.labels) + '\n'
+                       for r in history.epochs),
                os.path.join(out, 'log.txt'))
     figures.save_curves(history.points, history.epochs, config.epochs,
                         os.path.join(out, 'curves.png'),
                         title=f'{config.backbone} FCN-{config.head}, lr '
-                              f'{config.lr:g}, batch {config.batch_size}')
+                              f'{config.lr:g}, batch {config.batch_size}',
+                        labels=config.labels)
 
 
 def build_net(config, devices=(mx.cpu(),), pretrained=None):
@@ -326,7 +328,8 @@ def fit(config, resume=False, overwrite=False, progress=True):
             net, train_iter, test_iter, loss, trainer, config.epochs,
             devices, history=history, start_epoch=start_epoch,
             on_epoch_end=on_epoch_end if rank == 0 else None,
-            seed=config.seed, progress=progress, num_workers=num_workers)
+            seed=config.seed, progress=progress, num_workers=num_workers,
+            convention=config.labels)
     except NonFiniteLoss as e:
         raise FCNError(f'{e} (a lower --lr may help)') from e
     if history.epochs:
@@ -345,9 +348,14 @@ def fit(config, resume=False, overwrite=False, progress=True):
     whole, _ = evaluate_images(net, voc_dir, 'val', config.classes,
                                config.labels, config.crop, ctx=devices[0],
                                progress=progress)
-    metrics = dict(history.epochs[-1], devices=str(devices),
-                   examples_per_sec=examples_per_sec(history), **record,
-                   val_whole_image=whole)
+    # the last epoch's figures, under the run's labels; the run's time
+    # and throughput
+    metrics = dict(history.epochs[-1], labels=config.labels,
+                   devices=str(devices),
+                   examples_per_sec=examples_per_sec(history),
+                   train_seconds=train_seconds(history),
+                   last_epoch_train_seconds=history.epochs[-1][
+                       'train_seconds'], **record, val_whole_image=whole)
     save_json(metrics, os.path.join(out, 'metrics.json'))
     return metrics
 
@@ -367,19 +375,30 @@ def save_final_params(out, net, history):
 
 def save_prediction_figure(net, voc_dir, config, path, ctx, n=4):
     """The chapter's last figure on the first `n` validation images, each
-    cropped at the top left to the crop size where it is larger."""
-    images, preds, labels = [], [], []
-    names = read_split(voc_dir, 'val')[:n]
+    cut to the crop size at the top left where it is larger."""
+    images, preds, labels, titles = [], [], [], []
     h, w = config.crop
-    for name in names:
-        img = read_image(example_paths(voc_dir, name)[0])[:h, :w]
+    for name in read_split(voc_dir, 'val')[:n]:
+        img = read_image(example_paths(voc_dir, name)[0])
+        titles.append(f'{name}\n{shown_part(img.shape[:2], config.crop)}')
+        img = img[:h, :w]
         images.append(img)
         preds.append(predict_image(net, img, ctx))
         labels.append(read_label(voc_dir, name, config.labels)[:h, :w])
     figures.save_prediction_grid(
-        images, preds, labels, path, config.classes, names,
-        title=f'Validation images (top-left {h}x{w}), {config.labels} '
-              'labels')
+        images, preds, labels, path, config.classes, titles,
+        title=f'The first {len(images)} validation images, each cut to at '
+              f'most {h}x{w} at the top left ({config.labels} labels)')
+
+
+def shown_part(size, crop):
+    """What a figure shows of an image of `size` (height, width) cut to
+    `crop` at the top left: 'whole, 75x100' or 'top-left 160x224 of
+    375x500'."""
+    (h, w), (ch, cw) = size, crop
+    if h <= ch and w <= cw:
+        return f'whole, {h}x{w}'
+    return f'top-left {min(h, ch)}x{min(w, cw)} of {h}x{w}'
 
 
 def with_flag(flag, value, function, *args):
