@@ -299,8 +299,10 @@ def fit(config, resume=False, overwrite=False, progress=True):
     seed_everything(config.seed)
     train_iter, test_iter = make_loaders(config, voc_dir, index_labels,
                                          kvstore)
-    if rank == 0:  # only once the data is good
+    if rank == 0:  # only once the data is good; config.json first of all
         prepare_run_dir(out, resume, overwrite)
+        save_json(dict(config.to_dict(), **record),
+                  os.path.join(out, 'config.json'))
     net = build_net(config, devices)
     if config.hybridize:  # memory planned at each step: at batch 32 of
         # 320x480 it peaks 0.6 GB lower than static_alloc, below PyTorch's
@@ -314,9 +316,6 @@ def fit(config, resume=False, overwrite=False, progress=True):
                             if resume else (0, History()))
     if start_epoch:  # log.txt as of the checkpoint, whenever the kill came
         write_epoch_files(out, config, history)
-    if rank == 0:
-        save_json(dict(config.to_dict(), **record),
-                  os.path.join(out, 'config.json'))
 
     def on_epoch_end(epoch, history):
         save_checkpoint(out, epoch, net, trainer, history)
