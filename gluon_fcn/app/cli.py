@@ -397,8 +397,9 @@ def cmd_predict(args):
         net, legend, window = open_net(args.run, args.model, args.onnx,
                                        args.model_root, args.params, ctx,
                                        window, args.precision)
+    # a run and its ONNX export print alike; a zoo model as the material
     failed = predict_files(net, legend, args.images, args.out, window,
-                           stride, ctx)
+                           stride, ctx, details=bool(args.model))
     return 1 if failed else 0
 
 

@@ -14,7 +14,7 @@ from ..core.dataset import SegDataset
 from ..core.evaluate import evaluate_images
 from ..core.files import check_readable, save_json
 from ..core.labels import Legend, resolve_classes, save_label_png
-from ..core.predict import predict_mask
+from ..core.predict import predict_sliding
 from ..core.training import evaluate, seed_everything
 from ..core.zoo import load_pretrained
 from ..errors import FCNError
@@ -90,12 +90,13 @@ def image_files(paths):
 
 
 def predict_files(net, legend, paths, out_dir, window, stride=None,
-                  ctx=None):
+                  ctx=None, details=False):
     """Segment image files (a folder: its image files, by name) whole, by
     sliding windows: `out_dir/<stem>.png` (palette PNG of class indices,
     the image's size) and `<stem>_overlay.png`, in the colours of
-    `legend`; print the classes found, one line an image, whatever the
-    net (a run, a zoo model, an ONNX file). An unreadable
+    `legend`; print the classes found, one line an image (with
+    `details`, for a zoo model as the PyTorch blog's material prints it:
+    the output's shape and the classes' indices too). An unreadable
     (or truncated) file, or a folder without images, is reported and
     skipped; returns how many failed.
     """
@@ -118,7 +119,8 @@ def predict_files(net, legend, paths, out_dir, window, stride=None,
             print(f'gluon-fcn: error: {error}', file=sys.stderr)
             failed += 1
             continue
-        mask = predict_mask(net, img, window, stride, ctx).asnumpy()
+        logits = predict_sliding(net, img, window, stride, ctx)  # (C, H, W)
+        mask = logits.argmax(axis=0).astype('int32').asnumpy()
         stem = os.path.join(out_dir, os.path.splitext(
             os.path.basename(path))[0])
         save_label_png(mask, stem + '.png', legend.full_palette())
@@ -128,7 +130,11 @@ def predict_files(net, legend, paths, out_dir, window, stride=None,
                              legend.classes,
                              f'{os.path.basename(path)}: predicted classes',
                              colours=colours, background=legend.background)
-        print(f'{path}: {names}')
+        if details:
+            print(f'{path}: output {(1,) + tuple(logits.shape)}, classes '
+                  f'[{" ".join(map(str, found))}]: {names}')
+        else:
+            print(f'{path}: {names}')
     return failed
 
 
