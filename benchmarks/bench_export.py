@@ -106,7 +106,8 @@ def export_rows(crop=(320, 480), batch_size=8, repeat=5, head='32s',
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                allow_abbrev=False)
     p.add_argument('--crop', default='320,480')
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--repeat', type=int, default=5)

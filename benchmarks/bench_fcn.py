@@ -586,7 +586,8 @@ def save_chart(result, path):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                allow_abbrev=False)
     p.add_argument('--crop', help='height,width (default 320,480; '
                    '64,96 with --quick)')
     p.add_argument('--batch-size', type=int,

@@ -58,7 +58,8 @@ def parse_overrides(items):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                     allow_abbrev=False)
     parser.add_argument('notebooks', nargs='*', help='default: all')
     parser.add_argument('--set', action='append', metavar='NAME=VALUE',
                         help='a parameter override (a Python literal)')

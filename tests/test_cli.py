@@ -36,12 +36,26 @@ def test_train_writes_the_run_folder(run):
     config = json.load(open(os.path.join(run, 'config.json')))
     assert config['crop'] == [96, 128] and config['lr'] == 0.1
     assert config['wd'] == 1e-3 and config['backbone'] == 'resnet18_v2'
+    synthetic = ['aeroplane', 'bus', 'cat', 'dog', 'person']
+    assert (config['data_kind'], config['synthetic_classes']) == (
+        'synthetic', synthetic)
     log = open(os.path.join(run, 'log.txt')).read().splitlines()
     assert [line.split(':')[0] for line in log] == ['epoch 1', 'epoch 2']
+    assert all(' (d2l labels), ' in line for line in log)  # the mIoU's
     metrics = json.load(open(os.path.join(run, 'metrics.json')))
+    assert metrics['labels'] == 'd2l'
+    epochs = json.load(open(os.path.join(run, 'checkpoints',
+                                         'epoch-0002.json')))['epochs']
+    # the run's time in training steps, and the last epoch's apart
+    assert metrics['train_seconds'] == pytest.approx(
+        sum(r['train_seconds'] for r in epochs))
+    assert metrics['last_epoch_train_seconds'] == \
+        epochs[-1]['train_seconds'] < metrics['train_seconds']
     assert {'loss', 'train_acc', 'test_acc', 'examples_per_sec',
             'devices'} <= set(metrics)
     assert metrics['devices'] == '[cpu(0), cpu(1)]'
+    assert (metrics['data_kind'], metrics['synthetic_classes']) == (
+        'synthetic', synthetic)
     assert 0 <= metrics['test_miou'] <= 1
     whole = metrics['val_whole_image']  # whole images, not crops
     assert whole['images'] == 12 and whole['split'] == 'val'
@@ -51,6 +65,9 @@ def test_train_writes_the_run_folder(run):
     assert sorted(os.listdir(os.path.join(run, 'checkpoints'))) == [
         f'epoch-000{e}.{ext}' for e in (1, 2)
         for ext in ('devices', 'json', 'params', 'states')]
+    # the final parameters are the last checkpoint's, not a third copy
+    assert os.path.samefile(os.path.join(run, 'fcn.params'), os.path.join(
+        run, 'checkpoints', 'epoch-0002.params'))
     for png in ('curves.png', 'predictions.png'):
         assert Image.open(os.path.join(run, png)).size[0] > 200
 
@@ -68,7 +85,10 @@ def test_predict_writes_masks_the_size_of_each_image(run, synth_voc,
                    str(bad)] + images + [str(odd)])
     assert status == 1  # one input failed; the others are written
     captured = capsys.readouterr()
-    assert 'bad.jpg' in captured.err and len(captured.err.splitlines()) == 1
+    errors = [line for line in captured.err.splitlines()
+              if line.startswith('gluon-fcn: error: ')]
+    assert len(errors) == 1 and 'bad.jpg' in errors[0]
+    assert_synthetic_note_once(captured.err, run)
     for path in images + [str(odd)]:
         stem = os.path.splitext(os.path.basename(path))[0]
         mask = Image.open(out / f'{stem}.png')
@@ -88,14 +108,73 @@ def test_predict_writes_masks_the_size_of_each_image(run, synth_voc,
     assert Image.open(out / 'odd_overlay.png').size[0] > 101  # a figure
 
 
+def assert_synthetic_note_once(err, run):
+    """A run trained on synthetic data says so once, in one line, with
+    its classes and the ways to a real model."""
+    notes = [line for line in err.splitlines()
+             if line.startswith('gluon-fcn: note: ')]
+    assert len(notes) == 1, err
+    for words in (f'{run} was trained on synthetic data',
+                  'aeroplane, bus, cat, dog, person',
+                  'photos will not segment well', '--model',
+                  '--data voc2012', 'Reproducing the textbook'):
+        assert words in notes[0]
+
+
+def test_runs_not_trained_on_synthetic_data_have_no_note(tmp_path):
+    from gluon_fcn.app.trained_on import synthetic_note
+    for saved in ({'data': 'voc2012', 'data_kind': 'voc2012'},
+                  {'data': 'photos', 'data_kind': 'folder'},
+                  {'data': 'data/voc'}):  # before data_kind was recorded
+        with open(tmp_path / 'config.json', 'w') as f:
+            json.dump(saved, f)
+        assert synthetic_note(str(tmp_path)) is None
+    with open(tmp_path / 'config.json', 'w') as f:
+        json.dump({'data': 'synthetic'}, f)
+    assert 'synthetic data' in synthetic_note(str(tmp_path))
+
+
+def test_predict_takes_a_folder_s_images_by_name(run, synth_voc, tmp_path,
+                                                capsys):
+    import shutil
+    photos, empty = tmp_path / 'photos', tmp_path / 'empty'
+    photos.mkdir()
+    empty.mkdir()
+    names = read_split(synth_voc, 'val')[:2]
+    for name, copy in zip(names, ('b.jpg', 'a.JPG')):
+        shutil.copy(os.path.join(synth_voc, 'JPEGImages', f'{name}.jpg'),
+                    photos / copy)
+    (photos / 'notes.txt').write_text('not an image')
+    out = tmp_path / 'masks'
+    assert main(['predict', '--run', run, '--out', str(out), str(photos),
+                 str(empty)]) == 1  # the empty folder failed
+    captured = capsys.readouterr()
+    assert [line.split(': ')[0] for line in captured.out.splitlines()] == [
+        str(photos / 'a.JPG'), str(photos / 'b.jpg')]
+    assert sorted(os.listdir(out)) == ['a.png', 'a_overlay.png', 'b.png',
+                                       'b_overlay.png']
+    assert f'gluon-fcn: error: {empty}: a folder with no image files' in \
+        captured.err
+    # masks written among the images would mix with them, or replace them
+    assert main(['predict', '--run', run, '--out', str(photos),
+                 str(photos)]) == 2
+    assert capsys.readouterr().err.endswith(
+        'the folder of the images; the masks, PNGs named after them, would '
+        'mix with them or replace them: give another folder\n')
+    assert sorted(os.listdir(photos)) == ['a.JPG', 'b.jpg', 'notes.txt']
+
+
 def test_evaluate_crops_is_the_chapter_s_seeded_accuracy(run, synth_voc,
-                                                         tmp_path):
+                                                         tmp_path, capsys):
     figures = []
     for k in range(2):
         path = tmp_path / f'eval{k}.json'
         assert main(['evaluate', '--run', run, '--data', synth_voc,
                      '--crops', '--json', str(path)]) == 0
         figures.append(json.load(open(path)))
+        captured = capsys.readouterr()
+        assert_synthetic_note_once(captured.err, run)
+        assert '(96x128 random crops, voc labels)' in captured.out
     assert figures[0] == figures[1]
     assert 0 <= figures[0]['accuracy'] <= 1 and figures[0]['split'] == 'val'
 
@@ -170,6 +249,59 @@ def test_resume_ends_where_an_uninterrupted_run_ends(run, synth_voc,
     for k in a:
         onp.testing.assert_array_equal(a[k].asnumpy(), b[k].asnumpy(),
                                        err_msg=k)
+
+
+def test_checkpoints_older_than_the_newest_kept_are_removed(tmp_path):
+    """--keep-checkpoints 2: the two newest complete checkpoints stay, an
+    unfinished newer one is not touched, older files go (leftovers of an
+    unfinished one too); 0 keeps all."""
+    from gluon_fcn.app.runs import checkpoint_paths, prune_checkpoints
+    out = str(tmp_path)
+    os.makedirs(os.path.join(out, 'checkpoints'))
+    for epoch in (1, 2, 3, 4, 5):
+        paths = checkpoint_paths(out, epoch)
+        for path in paths if epoch != 5 else paths[:2]:  # 5: unfinished
+            open(path, 'w').close()
+    os.remove(checkpoint_paths(out, 1)[-1])  # 1: its JSON lost
+    everything = sorted(os.listdir(os.path.join(out, 'checkpoints')))
+    prune_checkpoints(out, 0)
+    assert sorted(os.listdir(os.path.join(out, 'checkpoints'))) == \
+        everything
+    prune_checkpoints(out, 2)
+    left = sorted(os.listdir(os.path.join(out, 'checkpoints')))
+    assert left == sorted(os.path.basename(p) for e in (3, 4, 5)
+                          for p in checkpoint_paths(out, e)[
+                              :2 if e == 5 else 4])
+    prune_checkpoints(out, 1)
+    assert {name[:10] for name in os.listdir(
+        os.path.join(out, 'checkpoints'))} == {'epoch-0004', 'epoch-0005'}
+
+
+def test_resume_takes_epochs_and_kept_checkpoints_from_the_line(tmp_path):
+    from gluon_fcn.app.cli import build_parser, train_config
+    from gluon_fcn.app.config import TrainConfig
+    out = str(tmp_path)
+    with open(os.path.join(out, 'config.json'), 'w') as f:
+        json.dump(TrainConfig(epochs=3, lr=0.5, out=out).to_dict(), f)
+
+    def resumed(*flags):
+        argv = ['train', '--out', out, '--resume'] + list(flags)
+        args = build_parser().parse_args(argv)
+        args.argv = argv
+        return train_config(args)
+    config = resumed()
+    assert (config.epochs, config.keep_checkpoints, config.lr) == (3, 2, 0.5)
+    config = resumed('--epochs', '5', '--keep-checkpoints=0', '--lr', '1')
+    assert (config.epochs, config.keep_checkpoints, config.lr) == (5, 0, 0.5)
+
+
+@pytest.mark.parametrize('size, shown', [
+    ((75, 100), 'whole, 75x100'), ((160, 224), 'whole, 160x224'),
+    ((375, 500), 'top-left 160x224 of 375x500'),
+    ((100, 500), 'top-left 100x224 of 100x500')])
+def test_predictions_png_says_what_part_of_each_image_it_shows(size, shown):
+    from gluon_fcn.app.runs import shown_part
+    assert shown_part(size, (160, 224)) == shown
 
 
 def test_existing_run_is_not_overwritten(run, synth_voc, capsys):

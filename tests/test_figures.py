@@ -48,10 +48,12 @@ def test_curves_plot_the_test_miou_that_training_prints(drawn):
     points = [(0.5, 2.0, 0.5, None), (1, 1.5, 0.6, None),
               (1, None, None, 0.7), (2, 1.0, 0.8, None), (2, None, None, 0.75)]
     epochs = [{'epoch': 1, 'test_miou': 0.3}, {'epoch': 2, 'test_miou': 0.4}]
-    figures.save_curves(points, epochs, 2, 'c.png', title='Run')
+    figures.save_curves(points, epochs, 2, 'c.png', title='Run',
+                        labels='voc')
     ax, = drawn[0].axes
     labels = [line.get_label() for line in ax.get_lines()]
-    assert labels == ['train loss', 'train acc', 'test acc', 'test mIoU']
+    assert labels == ['train loss', 'train acc', 'test acc',
+                      'test mIoU (voc labels)']
     assert list(ax.get_lines()[-1].get_ydata()) == [0.3, 0.4]
     assert ax.get_title() == 'Run' and ax.get_xlabel() == 'epoch'
     assert ax.get_ylabel()
@@ -69,6 +71,32 @@ def test_best_and_worst_never_show_an_image_twice(n_images):
                if w[1] == w[1])
     if n_images > 1:
         assert worst[0][0] == 'empty'
+
+
+def test_best_and_worst_say_their_measure_and_score_a_miss_0(
+        drawn, synth_voc, tmp_path):
+    """A net that predicts background everywhere misses every object: each
+    image scores 0 under the measure the title names."""
+    from mxnet.gluon import nn
+    from gluon_fcn.core.evaluate import evaluate_images
+    from gluon_fcn.d2l import VOC_CLASSES
+
+    class AllBackground(nn.HybridBlock):
+        def hybrid_forward(self, F, X):  # (B, 21, H, W), class 0 wins
+            return F.np.concatenate([F.np.ones_like(X[:, :1])] + [
+                F.np.zeros_like(X[:, :1])] * 20, axis=1)
+    net = AllBackground()
+    metrics, scores = evaluate_images(net, synth_voc, 'val', VOC_CLASSES,
+                                      window=(96, 128), progress=False)
+    assert [score for _, score in scores] == [0.0] * len(scores)
+    figures.save_eval_report(net, synth_voc, metrics, scores,
+                             str(tmp_path / 'e.json'), VOC_CLASSES,
+                             window=(96, 128))
+    grid = drawn[-1]
+    assert 'by object IoU' in grid._suptitle.get_text()
+    assert 'voc labels' in grid._suptitle.get_text()
+    assert all(ax.get_title().endswith('object IoU 0.00')
+               for ax in grid.axes[:6])
 
 
 def test_overlay_has_a_title_and_a_legend(drawn):

@@ -128,6 +128,7 @@ def test_every_subcommand_takes_debug():
     (['evaluate', '--run', '/no/run'], '--run /no/run: not a run folder'),
     (['train', '--devices', 'gpu:0'], '--devices: gpu:0 does not exist'),
     (['train', '--synth-train', '0'], '--synth-train must be positive'),
+    (['train', '--keep-checkpoints', '-1'], '--keep-checkpoints must be'),
     (['train', '--data-dir', '/proc/no/such', '--synth-train', '3',
       '--synth-val', '2'], '--data-dir /proc/no/such: no such file or '
      'directory while creating /proc/no/such/'),
@@ -180,3 +181,29 @@ def test_the_formatter_marks_required_flags_and_switches():
                        '--that': 'another (required: one of --this, --that)'}
     assert 'one way (required: one of --this, --that)' in ' '.join(
         parser.format_help().split())
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['train', '--epoch', '0'],
+     'unknown flag --epoch (did you mean --epochs?)'),
+    (['train', '--epcohs', '3', '--out', 'x'],
+     'unknown flag --epcohs (did you mean --epochs?)'),
+    (['evaluate', '--run', 'r', '--labls', 'voc', '--jsn=e.json'],
+     'unknown flags --labls (did you mean --labels?), --jsn (did you mean '
+     '--json?)'),
+    (['predict', '--run', 'r'],
+     'the following arguments are required: --out, images'),
+    (['train', '--epochs', 'two'],
+     "argument --epochs: invalid int value: 'two'"),
+])
+def test_flags_are_taken_whole_and_a_typo_names_the_closest(argv, message,
+                                                            capsys):
+    """argparse would take `--epoch` for `--epochs`; here it is an error
+    that names the flag meant, in one line without the usage block."""
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f'gluon-fcn: error: {message}\n'
+
+
+def test_no_parser_takes_a_prefix_of_a_flag():
+    parsers = [build_parser()] + list(subcommands().values())
+    assert not any(p.allow_abbrev for p in parsers)

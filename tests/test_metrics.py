@@ -6,7 +6,7 @@ import numpy as onp
 import pytest
 
 from gluon_fcn.core.metrics import (ConfusionMatrix, confusion_matrix,
-                               segmentation_metrics)
+                                    object_iou, segmentation_metrics)
 
 
 def test_confusion_matrix_counts_and_ignores_void():
@@ -60,3 +60,29 @@ def test_agrees_with_gluoncv_segmentation_metric():
     # every class is present, so gluoncv's means equal the paper's
     assert m['pixel_acc'] == pytest.approx(pix_acc, rel=1e-9)
     assert m['mean_iou'] == pytest.approx(miou, rel=1e-9)
+
+
+def test_an_empty_prediction_scores_0_and_ranks_below_a_partial_one():
+    """The per-image score of evaluate's best/worst figure: an image whose
+    object is missed scores 0, though its mean IoU counts the background's
+    IoU (about 1) and the object's 0."""
+    from gluon_fcn.app.figures import best_and_worst
+    label = onp.zeros((10, 10), int)
+    label[4:6, 4:6] = 3  # a small object
+    empty = onp.zeros_like(label)
+    half = empty.copy()
+    half[4:6, 4] = 3  # half of the object
+    empty_hist, half_hist = (confusion_matrix(p, label, 5)
+                             for p in (empty, half))
+    assert segmentation_metrics(empty_hist)['mean_iou'] > 0.45
+    assert object_iou(empty_hist) == 0
+    assert object_iou(half_hist) == pytest.approx(0.5)
+    best, worst = best_and_worst([('empty', object_iou(empty_hist)),
+                                  ('half', object_iou(half_hist))], n=1)
+    assert (best, worst) == ([('half', 0.5)], [('empty', 0.0)])
+    # a class predicted where there is none counts 0; with no background
+    # class (ADE20K) every class counts
+    assert object_iou(confusion_matrix(half, empty, 5)) == 0
+    assert object_iou(empty_hist, background=None) == pytest.approx(
+        (96 / 100 + 0) / 2)
+    assert math.isnan(object_iou(confusion_matrix(empty, empty, 5)))

@@ -1,5 +1,7 @@
 """README.md's command-line synopsis lists every subcommand and flag that
-`gluon-fcn` has (`build_parser()`)."""
+`gluon-fcn` has (`build_parser()`), and its claims that a test can hold
+hold: `make demo`'s command, classes and folder size, and what a run
+stopped before its first checkpoint leaves."""
 import os
 import re
 
@@ -65,3 +67,85 @@ def test_a_flag_left_out_is_found():
     gone = missing(text)
     assert 'train --wd' in gone and 'train --lr' not in gone
     assert 'train --epochs' not in gone and 'predict' in gone
+
+
+MAKEFILE = os.path.join(os.path.dirname(__file__), '..', 'Makefile')
+NUMBERS = {'one': 1, 'two': 2, 'three': 3, 'four': 4, 'five': 5}
+
+
+def readme():
+    with open(README) as f:
+        return f.read()
+
+
+def words(text):
+    """`text` as one line: no comment marks, line continuations or runs
+    of spaces."""
+    return ' '.join(text.replace('#', ' ').replace('\\', ' ').split())
+
+
+def test_readme_gives_make_demo_s_own_train_command():
+    with open(MAKEFILE) as f:
+        makefile = f.read()
+    flags = re.search(r'^DEMO_FLAGS := (.*?[^\\])$', makefile,
+                      flags=re.M | re.S).group(1)
+    run = re.search(r'^DEMO_RUN := (\S+)', makefile, flags=re.M).group(1)
+    block = re.search(r'^make demo   # = (gluon-fcn train .*?)^```',
+                      readme(), flags=re.M | re.S).group(1)
+    assert f'gluon-fcn train {words(flags)} --out {run} --overwrite' in \
+        words(block)
+
+
+def test_the_demo_s_classes_are_the_synthetic_data_s():
+    from gluon_fcn.core.synthetic import DEFAULT_CLASSES
+    from gluon_fcn.d2l import VOC_CLASSES
+    count, names = re.search(r'drawings of (\w+) classes \(([^)]*)\)',
+                             readme()).groups()
+    assert names == ', '.join(VOC_CLASSES[c] for c in DEFAULT_CLASSES)
+    assert NUMBERS[count] == len(DEFAULT_CLASSES)
+
+
+def test_the_demo_folder_holds_what_readme_says_under_150_mb(tmp_path):
+    """Two checkpoints of the demo's net (the default --keep-checkpoints)
+    and figures: the README's total, under the 150 MB of issue 24."""
+    from gluon_fcn.app.config import TrainConfig
+    from gluon_fcn.core.checkpoint import save_params
+    from gluon_fcn.core.model import build_fcn
+    from gluon_fcn.d2l import VOC_CLASSES
+    text = words(readme())
+    total, count, each = re.search(r'about (\d+) MB in all, (\w+) '
+                                   r'checkpoints of (\d+) MB', text).groups()
+    assert f'the last {count} epochs\' `checkpoints/`' in text
+    assert NUMBERS[count] == TrainConfig().keep_checkpoints
+    path = str(tmp_path / 'demo.params')
+    save_params(build_fcn(len(VOC_CLASSES)), path)  # the demo's net
+    assert round(os.path.getsize(path) / 1e6) == int(each)
+    assert NUMBERS[count] * int(each) <= int(total) < 150
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_as_readme_says(
+        synth_voc, tmp_path, monkeypatch):
+    """Stopped while the data is checked: no folder; stopped after, before
+    the first checkpoint: the files the README names, and no others."""
+    from gluon_fcn.app import runs
+    from gluon_fcn.app.cli import main
+    text = words(readme())
+    assert 'stopped while its data is made or checked' in text and \
+        'has no folder yet' in text
+    kept = re.search(r'before its first checkpoint, its folder keeps only '
+                     r'(.*?)\. ', text).group(1)
+    kept = {name.rstrip('/') for name in re.findall(r'`([^`]+)`', kept)}
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+    out = tmp_path / 'run'
+    argv = ['train', '--data', synth_voc, '--out', str(out), '--crop',
+            '64,64', '--batch-size', '2', '--epochs', '1']
+    with monkeypatch.context() as m:
+        m.setattr(runs, 'check_dataset', stop)
+        assert main(argv) == 130
+    assert not out.exists()
+    monkeypatch.setattr(runs, 'build_net', stop)
+    assert main(argv) == 130
+    assert set(os.listdir(out)) == kept == {'config.json', 'checkpoints'}
+    assert os.listdir(out / 'checkpoints') == []

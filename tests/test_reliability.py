@@ -1,6 +1,7 @@
 """Issue 6: bad input gets a clear error, an interrupted run resumes exactly,
 downloads are safe. Every fault runs the real CLI or API on a crafted input
 and checks the message, the exit status and what is left on disk."""
+import filecmp
 import http.server
 import json
 import os
@@ -52,10 +53,11 @@ def lenient_pil():
 
 @pytest.fixture(scope='module')
 def reference(synth_voc, tmp_path_factory):
-    """A run never interrupted: 3 epochs of 12 batches on one CPU."""
+    """A run never interrupted: 3 epochs of 12 batches on one CPU, every
+    epoch's checkpoint kept (the tests start from epoch 1's)."""
     out = str(tmp_path_factory.mktemp('reference') / 'run')
     assert main(['train', '--data', synth_voc, '--out', out, '--epochs',
-                 '3'] + TINY) == 0
+                 '3', '--keep-checkpoints', '0'] + TINY) == 0
     return out
 
 
@@ -335,8 +337,16 @@ def test_run_killed_mid_epoch_resumes_bit_identical(reference, synth_voc,
     assert same_params(os.path.join(out, 'fcn.params'),
                        os.path.join(reference, 'fcn.params'))
     assert figures(out) == figures(reference)
-    assert sorted(os.listdir(checkpoints)) == sorted(
-        os.listdir(os.path.join(reference, 'checkpoints')))
+    # the newest two epochs' checkpoints are kept (the default), as the
+    # uninterrupted run wrote them
+    kept = sorted(os.listdir(checkpoints))
+    assert kept == [f'epoch-000{e}.{ext}' for e in (2, 3) for ext in
+                    ('devices', 'json', 'params', 'states')]
+    for name in kept:
+        if name.endswith('.json'):  # it holds the epochs' timings
+            continue
+        assert filecmp.cmp(os.path.join(checkpoints, name), os.path.join(
+            reference, 'checkpoints', name), shallow=False), name
 
 
 def killed_after_epoch_1(reference, out):

@@ -18,6 +18,7 @@ from ..errors import FCNError, WriteError
 from . import interrupts
 from .config import (TrainConfig, add_config_args, config_from_args,
                      parse_crop, parse_pair)
+from .parsing import ParseError, Parser
 
 DEFAULTS = TrainConfig()
 # compare trains three or more nets side by side: a smaller batch than the
@@ -202,7 +203,8 @@ def add_predict_args(p):
     p.add_argument('--device', default='cpu:0', help='cpu:N or gpu:N')
     add_precision_arg(p)
     add_window_args(p)
-    p.add_argument('images', nargs='+', help='image files, any size')
+    p.add_argument('images', nargs='+', help='image files, any size, or '
+                   'folders of them (their image files, by name)')
 
 
 def add_evaluate_args(p):
@@ -261,7 +263,7 @@ def add_compare_args(p):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog='gluon-fcn', formatter_class=Formatter,
         description='Fully Convolutional Networks (d2l) in MXNet Gluon.')
     parser.add_argument('--debug', action='store_true',
@@ -311,20 +313,27 @@ def one_device(spec):
     return parse_device(spec)
 
 
+# what a resumed run takes from the command line where given there
+RESUME_FLAGS = ('epochs', 'keep_checkpoints')
+
+
 def train_config(args):
     """The run's TrainConfig: the flags, or the saved one under --resume
-    (with --epochs when given on the line)."""
+    (with the `RESUME_FLAGS` given on the line)."""
     positive_sizes(args)
     positive('--workers', args.num_workers, low=-1)
+    positive('--keep-checkpoints', args.keep_checkpoints, low=-1)
     config = config_from_args(args)
     saved = os.path.join(args.out, 'config.json')
     if args.resume and os.path.isfile(saved):
-        epochs = config.epochs
+        given = config
         config = TrainConfig.from_json(saved)
         config.out = args.out
-        if any(a == '--epochs' or a.startswith('--epochs=')
-               for a in args.argv):
-            config.epochs = epochs
+        for name in RESUME_FLAGS:
+            flag = '--' + name.replace('_', '-')
+            if any(a == flag or a.startswith(f'{flag}=')
+                   for a in args.argv):
+                setattr(config, name, getattr(given, name))
     return config
 
 
@@ -388,8 +397,9 @@ def cmd_predict(args):
         net, legend, window = open_net(args.run, args.model, args.onnx,
                                        args.model_root, args.params, ctx,
                                        window, args.precision)
+    # a run and its ONNX export print alike; a zoo model as the material
     failed = predict_files(net, legend, args.images, args.out, window,
-                           stride, ctx, details=not args.run)
+                           stride, ctx, details=bool(args.model))
     return 1 if failed else 0
 
 
@@ -480,9 +490,18 @@ def numpy_mode():
         yield
 
 
+def fail(error):
+    """The one line of an `FCNError`; exit status 2."""
+    print(f'gluon-fcn: error: {error}', file=sys.stderr)
+    return 2
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except ParseError as e:
+        return fail(e)
     args.argv = argv
     try:
         with numpy_mode(), interrupts.signals_interrupt():
@@ -490,8 +509,7 @@ def main(argv=None):
     except FCNError as e:
         if args.debug:
             raise
-        print(f'gluon-fcn: error: {e}', file=sys.stderr)
-        return 2
+        return fail(e)
     except KeyboardInterrupt as e:  # SIGINT, SIGTERM: what was kept
         print(f'gluon-fcn: {interrupts.describe(e)}', file=sys.stderr)
         return interrupts.exit_status(e)

@@ -126,6 +126,9 @@ class TrainConfig:
                           "'local', or MXNet's parameter server (dist_*, "
                           'in a job started by gluon-fcn launch)',
                           choices=KVSTORES)
+    keep_checkpoints: int = option(2, "the newest epochs' checkpoints "
+                                   'kept in the run folder, 0 for all '
+                                   '(--resume needs the newest only)')
 
     @classmethod
     def from_json(cls, path):

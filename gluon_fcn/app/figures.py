@@ -24,6 +24,9 @@ from ..core.predict import colorize, predict_mask
 CURVE_LEGEND = ('train loss', 'train acc', 'test acc')
 CURVE_FMTS = ('-', 'm--', 'g-.')  # d2l Animator's
 ROW_TITLES = ('image', 'prediction', 'label')
+RANKING_TITLE = ('Best and worst whole images by object IoU: the mean IoU '
+                 'of the classes\nother than background in label or '
+                 'prediction ({labels} labels; 0 for an empty prediction)')
 
 
 def subplots(nrows=1, ncols=1, **kwargs):
@@ -42,12 +45,14 @@ def _to_numpy(x):
     return x.asnumpy() if hasattr(x, 'asnumpy') else onp.asarray(x)
 
 
-def save_curves(points, epochs, num_epochs, path, title='Training'):
+def save_curves(points, epochs, num_epochs, path, title='Training',
+                labels=None):
     """The chapter's Animator plot (train loss, train acc, test acc) and
     the test mIoU that training prints, over epochs.
 
     `points` are (x, loss, train acc, test acc) tuples, None for no
-    value; `epochs` the per-epoch records (with 'epoch', 'test_miou').
+    value; `epochs` the per-epoch records (with 'epoch', 'test_miou');
+    `labels` the convention ('d2l', 'voc') the legend names for the mIoU.
     """
     fig, ax = subplots(figsize=(4.5, 3))
     for k, (label, fmt) in enumerate(zip(CURVE_LEGEND, CURVE_FMTS)):
@@ -57,7 +62,8 @@ def save_curves(points, epochs, num_epochs, path, title='Training'):
     miou = [(r['epoch'], r['test_miou']) for r in epochs
             if r.get('test_miou') == r.get('test_miou')]  # not NaN
     if miou:
-        ax.plot(*zip(*miou), 'c:', marker='.', label='test mIoU')
+        ax.plot(*zip(*miou), 'c:', marker='.', label='test mIoU' + (
+            f' ({labels} labels)' if labels else ''))
     ax.set_xlabel('epoch')
     ax.set_ylabel('loss; accuracy and mIoU (0-1)')
     ax.set_xlim([1, num_epochs] if num_epochs > 1 else [0, 1])
@@ -185,7 +191,7 @@ def save_panels(x, panels, xlabel, path, title=None, log=()):
 
 
 def best_and_worst(scores, n=3):
-    """(best, worst): up to `n` (name, mIoU) each, best first and worst
+    """(best, worst): up to `n` (name, score) each, best first and worst
     first, never the same image in both (a small split is shared out);
     an image with no valid pixel (NaN) ranks lowest."""
     ranked = sorted(scores, key=lambda s: s[1] if s[1] == s[1] else -1)
@@ -200,22 +206,24 @@ def save_eval_report(net, voc_dir, metrics, scores, json_path, classes,
                      n=3, colours=None):
     """The JSON, a per-class IoU bar chart and a best/worst image grid
     (image / prediction / label, in `colours`, VOC's by default) beside
-    it: `<stem>_iou.png`, `<stem>_best_worst.png`."""
+    it: `<stem>_iou.png`, `<stem>_best_worst.png`. `scores` are each
+    image's (name, object IoU), `gluon_fcn.core.metrics.object_iou`."""
     save_json(metrics, json_path)
     stem = os.path.splitext(json_path)[0]
     save_iou_bars(metrics['per_class_iou'], f'{stem}_iou.png',
-                  title=f'IoU per class, {metrics["split"]} split '
-                        f'(mIoU {metrics["mean_iou"]:.3f})')
+                  title=f'IoU per class, {metrics["split"]} split, '
+                        f'{labels} labels (mIoU {metrics["mean_iou"]:.3f})')
     best, worst = best_and_worst(scores, n)
     images, preds, truths, titles = [], [], [], []
-    for rank, (name, miou) in [(f'best {i + 1}', s) for i, s in
+    for rank, (name, score) in [(f'best {i + 1}', s) for i, s in
                                enumerate(best)] + \
             [(f'worst {i + 1}', s) for i, s in enumerate(worst)]:
         img = read_image(example_paths(voc_dir, name)[0])
         images.append(img)
         preds.append(predict_mask(net, img, window, stride, ctx))
         truths.append(read_label(voc_dir, name, labels))
-        titles.append(f'{rank}: {name}\nmIoU {miou:.2f}')
+        score = 'n/a' if score != score else f'{score:.2f}'  # NaN: none
+        titles.append(f'{rank}: {name}\nobject IoU {score}')
     save_prediction_grid(images, preds, truths, f'{stem}_best_worst.png',
-                         classes, titles, title='Best and worst images by '
-                         'mean IoU (whole images)', colours=colours)
+                         classes, titles, title=RANKING_TITLE.format(
+                             labels=labels), colours=colours)

@@ -12,7 +12,7 @@ from .. import fast
 from ..core.arrays import zeros
 from ..core.dataset import SegDataset
 from ..core.evaluate import evaluate_images
-from ..core.files import save_json
+from ..core.files import check_readable, save_json
 from ..core.labels import Legend, resolve_classes, save_label_png
 from ..core.predict import predict_sliding
 from ..core.training import evaluate, seed_everything
@@ -23,6 +23,7 @@ from . import figures
 from .checks import read_checked_image
 from .config import TrainConfig
 from .runs import data_folder, load_run, parse_devices
+from .trained_on import synthetic_note
 
 
 def open_net(run=None, model=None, onnx=None, model_root=None,
@@ -34,7 +35,7 @@ def open_net(run=None, model=None, onnx=None, model_root=None,
         raise FCNError(f'--precision {precision}: goes with --run (it is '
                        "calibrated on the run's images)")
     if run:
-        net, config = load_run(run, ctx, precision=precision)
+        net, config = load_noted_run(run, ctx, precision)
         return net, Legend(config.classes), window or config.crop
     if model:
         net = load_pretrained(model, model_root, params, ctx)
@@ -50,24 +51,72 @@ def open_net(run=None, model=None, onnx=None, model_root=None,
     return net, net.legend, window or net.window
 
 
+def load_noted_run(run_dir, ctx, precision='fp32'):
+    """`load_run`, and the note of a run trained on synthetic data
+    (`synthetic_note`), once, on stderr."""
+    net, config = load_run(run_dir, ctx, precision=precision)
+    note = synthetic_note(run_dir)
+    if note:
+        print(f'gluon-fcn: note: {note}', file=sys.stderr)
+    return net, config
+
+
+# the images `predict` takes from a folder, by suffix
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif',
+                  '.tiff', '.ppm', '.pgm')
+
+
+def image_files(paths):
+    """(path, None) for each file of `paths`, a folder's image files (by
+    suffix) sorted by name in its place; (folder, FCNError) for a folder
+    without images."""
+    for path in paths:
+        if not os.path.isdir(path):
+            yield path, None
+            continue
+        try:
+            check_readable(path, 'folder')
+        except FCNError as e:
+            yield path, e
+            continue
+        names = sorted(name for name in os.listdir(path)
+                       if name.lower().endswith(IMAGE_SUFFIXES) and
+                       os.path.isfile(os.path.join(path, name)))
+        if not names:
+            yield path, FCNError(f'{path}: a folder with no image files '
+                                 f'({", ".join(IMAGE_SUFFIXES)})')
+        for name in names:
+            yield os.path.join(path, name), None
+
+
 def predict_files(net, legend, paths, out_dir, window, stride=None,
                   ctx=None, details=False):
-    """Segment image files whole, by sliding windows: `out_dir/<stem>.png`
-    (palette PNG of class indices, the image's size) and
-    `<stem>_overlay.png`, in the colours of `legend`; print the classes
-    found (with `details`, as the material does: the output's shape and
-    the classes' indices too). An unreadable (or truncated) file is
-    reported and skipped; returns how many failed.
+    """Segment image files (a folder: its image files, by name) whole, by
+    sliding windows: `out_dir/<stem>.png` (palette PNG of class indices,
+    the image's size) and `<stem>_overlay.png`, in the colours of
+    `legend`; print the classes found, one line an image (with
+    `details`, for a zoo model as the PyTorch blog's material prints it:
+    the output's shape and the classes' indices too). An unreadable
+    (or truncated) file, or a folder without images, is reported and
+    skipped; returns how many failed.
     """
+    if any(os.path.isdir(p) and os.path.realpath(p) ==
+           os.path.realpath(out_dir) for p in paths):
+        raise FCNError(f'--out {out_dir}: the folder of the images; the '
+                       'masks, PNGs named after them, would mix with them or '
+                       'replace them: give another folder')
     failed = 0
     colours = legend.colours()
     # ADE20K's names hold commas ('building, edifice')
     sep = '; ' if any(',' in name for name in legend.classes) else ', '
-    for path in paths:
-        try:
-            img = read_checked_image(path)
-        except FCNError as e:
-            print(f'gluon-fcn: error: {e}', file=sys.stderr)
+    for path, error in image_files(paths):
+        if error is None:
+            try:
+                img = read_checked_image(path)
+            except FCNError as e:
+                error = e
+        if error is not None:
+            print(f'gluon-fcn: error: {error}', file=sys.stderr)
             failed += 1
             continue
         logits = predict_sliding(net, img, window, stride, ctx)  # (C, H, W)
@@ -98,7 +147,7 @@ def evaluate_run(run_dir, data, data_dir, split='val', labels='voc',
     With `precision` 'bf16' or 'int8', the net runs in it and the whole-
     image figures are compared with float32's on the same images."""
     ctx = parse_devices(device, '--device')[0]
-    net, config = load_run(run_dir, ctx, precision=precision)
+    net, config = load_noted_run(run_dir, ctx, precision)
     precision = getattr(net, 'precision', 'fp32')  # the one that runs
     config = dataclasses.replace(config, data=data, data_dir=data_dir,
                                  labels=labels)
@@ -140,7 +189,8 @@ def score_images(net, legend, voc_dir, split, labels, json_path, window,
     (`figures.save_eval_report`)."""
     metrics, scores = evaluate_images(net, voc_dir, split, legend.classes,
                                       labels, window, stride, ctx,
-                                      reference=reference)
+                                      reference=reference,
+                                      background=legend.background)
     metrics['precision'] = precision
     print(f'{split}: pixel acc {metrics["pixel_acc"]:.3f}, mean acc '
           f'{metrics["mean_acc"]:.3f}, mean IoU {metrics["mean_iou"]:.3f}, '
@@ -177,7 +227,8 @@ def crop_accuracy(net, config, voc_dir, split, batch_size, seed, json_path,
                 'crop': list(config.crop), 'data': voc_dir, 'seed': seed,
                 'labels': config.labels}
     print(f'{split} accuracy {acc:.3f} on {len(dataset)} images '
-          f'({config.crop[0]}x{config.crop[1]} random crops)')
+          f'({config.crop[0]}x{config.crop[1]} random crops, '
+          f'{config.labels} labels)')
     if json_path:
         save_json(result, json_path)
     return result

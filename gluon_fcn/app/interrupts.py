@@ -3,9 +3,10 @@ line saying what was kept and the exact command that continues, and an
 exit status of 128 + the signal's number (130, 143), as a shell reports a
 process the signal ended.
 
-A run stopped before its first checkpoint keeps its folder (config.json
-and an empty checkpoints/): the same command starts it again
-(`runs.unstarted_run`), as it does after a SIGKILL.
+A run stopped while its data is made or checked has no folder yet; one
+stopped after that, before its first checkpoint, keeps its folder
+(config.json and an empty checkpoints/). Either way the same command
+starts it again (`runs.unstarted_run`), as it does after a SIGKILL.
 """
 import contextlib
 import os

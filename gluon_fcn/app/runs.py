@@ -1,8 +1,10 @@
 """A training run as a folder: config, checkpoints, resume, final files.
 
 The run folder holds `config.json`, `log.txt` (a line per epoch),
-`checkpoints/epoch-NNNN.{params,states,devices,json}`, `fcn.params` (final;
-legacy NDArray format, loadable with MXNet's NumPy mode on or off),
+`checkpoints/epoch-NNNN.{params,states,devices,json}` of the newest
+`keep_checkpoints` epochs, `fcn.params` (final, the last checkpoint's
+parameters, hard-linked where the disk allows; legacy NDArray format,
+loadable with MXNet's NumPy mode on or off),
 `curves.png`, `predictions.png` and `metrics.json`, and once a command
 asks for int8, `int8/fcn-<hash of fcn.params>-{symbol.json,0000.params}`
 (the calibrated int8 net). Every file is written atomically; the
@@ -27,20 +29,21 @@ from ..core.checkpoint import (load_device_copies, save_device_copies,
 from ..core.dataset import (SegDataset, example_paths, no_image_fits,
                             read_image, read_split, resolve_data)
 from ..core.evaluate import evaluate_images, read_label
-from ..core.files import (atomic_path, check_readable, load_json,
-                          make_folder, remove_temporaries, save_json,
-                          write_text)
+from ..core.files import (atomic_path, check_readable, link_or_copy,
+                          load_json, make_folder, remove_file,
+                          remove_temporaries, save_json, write_text)
 from ..core.labels import resolve_classes
 from ..core.model import build_fcn
 from ..core.predict import image_batch, predict_image
 from ..core.training import (History, NonFiniteLoss, examples_per_sec,
                              fit_epochs, format_epoch, format_summary,
-                             make_loss, seed_everything)
+                             make_loss, seed_everything, train_seconds)
 from ..dist import worker as dist
 from ..errors import FCNError, WriteError, os_cause
 from . import figures
 from .checks import check_dataset
 from .config import TrainConfig
+from .trained_on import data_record
 
 
 def parse_devices(spec, flag='--devices'):
@@ -148,6 +151,9 @@ def prepare_run_dir(out, resume=False, overwrite=False):
         remove_temporaries(folder)
 
 
+CHECKPOINT_NAME = re.compile(r'epoch-(\d+)\.(params|states|devices|json)')
+
+
 def checkpoint_paths(out, epoch):
     stem = os.path.join(out, 'checkpoints', f'epoch-{epoch:04d}')
     return tuple(stem + ext for ext in ('.params', '.states', '.devices',
@@ -175,16 +181,45 @@ def save_checkpoint(out, epoch, net, trainer, history):
         raise
 
 
+def checkpoint_files(out):
+    """{name: (epoch, extension)} of the checkpoint files in the run
+    folder `out`."""
+    folder = os.path.join(out, 'checkpoints')
+    if not os.path.isdir(folder):
+        return {}
+    check_readable(folder, 'folder')
+    found = {name: CHECKPOINT_NAME.fullmatch(name)
+             for name in os.listdir(folder)}
+    return {name: (int(m.group(1)), m.group(2))
+            for name, m in found.items() if m}
+
+
+def complete_checkpoints(out):
+    """The epochs of the complete checkpoints (their JSON, written last,
+    is there) in the run folder `out`, oldest first."""
+    return sorted(epoch for epoch, ext in checkpoint_files(out).values()
+                  if ext == 'json')
+
+
 def last_checkpoint(out):
     """The epoch of the newest complete checkpoint in the run folder
     `out`, or None."""
-    folder = os.path.join(out, 'checkpoints')
-    if not os.path.isdir(folder):
-        return None
-    check_readable(folder, 'folder')
-    found = (re.fullmatch(r'epoch-(\d+)\.json', name)
-             for name in os.listdir(folder))
-    return max((int(m.group(1)) for m in found if m), default=None)
+    epochs = complete_checkpoints(out)
+    return epochs[-1] if epochs else None
+
+
+def prune_checkpoints(out, keep):
+    """Remove every checkpoint file older than the newest `keep` complete
+    checkpoints (with `keep` 0, none). The JSONs go first, so a stop
+    midway leaves no old checkpoint that looks complete; the newest
+    complete one and anything newer are never touched."""
+    kept = complete_checkpoints(out)[-keep:] if keep else []
+    if not kept:
+        return
+    old = [(ext != 'json', name) for name, (epoch, ext)
+           in checkpoint_files(out).items() if epoch < kept[0]]
+    for _, name in sorted(old):
+        remove_file(os.path.join(out, 'checkpoints', name))
 
 
 def load_last_checkpoint(out, net, trainer):
@@ -212,12 +247,14 @@ def list_ctx(net):
 
 def write_epoch_files(out, config, history):
     """log.txt and curves.png, rewritten whole from the history."""
-    write_text(''.join(format_epoch(r) + '\n' for r in history.epochs),
+    write_text(''.join(format_epoch(r, config.labels) + '\n'
+                       for r in history.epochs),
                os.path.join(out, 'log.txt'))
     figures.save_curves(history.points, history.epochs, config.epochs,
                         os.path.join(out, 'curves.png'),
                         title=f'{config.backbone} FCN-{config.head}, lr '
-                              f'{config.lr:g}, batch {config.batch_size}')
+                              f'{config.lr:g}, batch {config.batch_size}',
+                        labels=config.labels)
 
 
 def build_net(config, devices=(mx.cpu(),), pretrained=None):
@@ -254,6 +291,7 @@ def fit(config, resume=False, overwrite=False, progress=True):
         check_run_dir(out, resume, overwrite)
     devices = parse_devices(config.devices)
     voc_dir = data_folder(config, progress)
+    record = data_record(config.data, voc_dir)
     classes, index_labels = resolve_classes(config.classes, voc_dir)
     config = dataclasses.replace(config, classes=classes)
     check_dataset(voc_dir, config.crop, len(classes), config.labels,
@@ -261,8 +299,10 @@ def fit(config, resume=False, overwrite=False, progress=True):
     seed_everything(config.seed)
     train_iter, test_iter = make_loaders(config, voc_dir, index_labels,
                                          kvstore)
-    if rank == 0:  # only once the data is good
+    if rank == 0:  # only once the data is good; config.json first of all
         prepare_run_dir(out, resume, overwrite)
+        save_json(dict(config.to_dict(), **record),
+                  os.path.join(out, 'config.json'))
     net = build_net(config, devices)
     if config.hybridize:  # memory planned at each step: at batch 32 of
         # 320x480 it peaks 0.6 GB lower than static_alloc, below PyTorch's
@@ -276,11 +316,10 @@ def fit(config, resume=False, overwrite=False, progress=True):
                             if resume else (0, History()))
     if start_epoch:  # log.txt as of the checkpoint, whenever the kill came
         write_epoch_files(out, config, history)
-    if rank == 0:
-        save_json(config.to_dict(), os.path.join(out, 'config.json'))
 
     def on_epoch_end(epoch, history):
         save_checkpoint(out, epoch, net, trainer, history)
+        prune_checkpoints(out, config.keep_checkpoints)
         write_epoch_files(out, config, history)
 
     try:
@@ -288,7 +327,8 @@ def fit(config, resume=False, overwrite=False, progress=True):
             net, train_iter, test_iter, loss, trainer, config.epochs,
             devices, history=history, start_epoch=start_epoch,
             on_epoch_end=on_epoch_end if rank == 0 else None,
-            seed=config.seed, progress=progress, num_workers=num_workers)
+            seed=config.seed, progress=progress, num_workers=num_workers,
+            convention=config.labels)
     except NonFiniteLoss as e:
         raise FCNError(f'{e} (a lower --lr may help)') from e
     if history.epochs:
@@ -297,7 +337,7 @@ def fit(config, resume=False, overwrite=False, progress=True):
         dist.report_params(net, kvstore)
         if rank:
             return dict(history.epochs[-1], rank=rank)
-    save_params(net, os.path.join(out, 'fcn.params'))
+    save_final_params(out, net, history)
     if config.hybridize:  # training is over: fuse for the final passes
         net = fast.optimize_for_inference(
             net, zeros((1, 3) + config.crop, ctx=devices[0]),
@@ -307,28 +347,57 @@ def fit(config, resume=False, overwrite=False, progress=True):
     whole, _ = evaluate_images(net, voc_dir, 'val', config.classes,
                                config.labels, config.crop, ctx=devices[0],
                                progress=progress)
-    metrics = dict(history.epochs[-1], devices=str(devices),
+    # the last epoch's figures, under the run's labels; the run's time
+    # and throughput
+    metrics = dict(history.epochs[-1], labels=config.labels,
+                   devices=str(devices),
                    examples_per_sec=examples_per_sec(history),
-                   val_whole_image=whole)
+                   train_seconds=train_seconds(history),
+                   last_epoch_train_seconds=history.epochs[-1][
+                       'train_seconds'], **record, val_whole_image=whole)
     save_json(metrics, os.path.join(out, 'metrics.json'))
     return metrics
 
 
+def save_final_params(out, net, history):
+    """fcn.params: the parameters of the last checkpoint, which are the
+    net's; a hard link to it where the disk allows (the demo's folder
+    holds two checkpoints, not three copies of 52 MB)."""
+    path = os.path.join(out, 'fcn.params')
+    last = history.epochs[-1]['epoch'] if history.epochs else None
+    checkpoint = last and checkpoint_paths(out, last)
+    if checkpoint and os.path.isfile(checkpoint[-1]):  # complete
+        link_or_copy(checkpoint[0], path)
+    else:
+        save_params(net, path)
+
+
 def save_prediction_figure(net, voc_dir, config, path, ctx, n=4):
     """The chapter's last figure on the first `n` validation images, each
-    cropped at the top left to the crop size where it is larger."""
-    images, preds, labels = [], [], []
-    names = read_split(voc_dir, 'val')[:n]
+    cut to the crop size at the top left where it is larger."""
+    images, preds, labels, titles = [], [], [], []
     h, w = config.crop
-    for name in names:
-        img = read_image(example_paths(voc_dir, name)[0])[:h, :w]
+    for name in read_split(voc_dir, 'val')[:n]:
+        img = read_image(example_paths(voc_dir, name)[0])
+        titles.append(f'{name}\n{shown_part(img.shape[:2], config.crop)}')
+        img = img[:h, :w]
         images.append(img)
         preds.append(predict_image(net, img, ctx))
         labels.append(read_label(voc_dir, name, config.labels)[:h, :w])
     figures.save_prediction_grid(
-        images, preds, labels, path, config.classes, names,
-        title=f'Validation images (top-left {h}x{w}), {config.labels} '
-              'labels')
+        images, preds, labels, path, config.classes, titles,
+        title=f'The first {len(images)} validation images, each cut to at '
+              f'most {h}x{w} at the top left ({config.labels} labels)')
+
+
+def shown_part(size, crop):
+    """What a figure shows of an image of `size` (height, width) cut to
+    `crop` at the top left: 'whole, 75x100' or 'top-left 160x224 of
+    375x500'."""
+    (h, w), (ch, cw) = size, crop
+    if h <= ch and w <= cw:
+        return f'whole, {h}x{w}'
+    return f'top-left {min(h, ch)}x{min(w, cw)} of {h}x{w}'
 
 
 def with_flag(flag, value, function, *args):

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from .dataset import example_paths, read_image, read_split
 from .labels import index_remap, read_label_indices
-from .metrics import ConfusionMatrix, confusion_matrix, segmentation_metrics
+from .metrics import ConfusionMatrix, confusion_matrix, object_iou
 from .predict import predict_mask
 
 
@@ -24,8 +24,10 @@ def read_label(voc_dir, name, labels='voc'):
 
 def evaluate_images(net, voc_dir, split='val', classes=None, labels='voc',
                     window=(320, 480), stride=None, ctx=None,
-                    progress=True, reference=None):
-    """Whole-image figures over a split; also each image's (name, mIoU).
+                    progress=True, reference=None, background=0):
+    """Whole-image figures over a split; also each image's (name, object
+    IoU), `metrics.object_iou`: the mean IoU of its classes other than
+    `background`, which ranks an empty prediction lowest.
 
     With a `reference` net (the float32 one, against a bf16 or int8
     `net`), the metrics also hold 'against_reference': the share of all
@@ -33,7 +35,7 @@ def evaluate_images(net, voc_dir, split='val', classes=None, labels='voc',
     reference's figures, and the differences (net - reference) of pixel
     accuracy and mean IoU.
 
-    Returns (metrics dict, [(name, image mean IoU), ...]).
+    Returns (metrics dict, [(name, image object IoU), ...]).
     """
     num_classes = len(classes)
     total, ref_total = (ConfusionMatrix(num_classes) for _ in range(2))
@@ -45,7 +47,7 @@ def evaluate_images(net, voc_dir, split='val', classes=None, labels='voc',
         pred = predict_mask(net, img, window, stride, ctx).asnumpy()
         hist = confusion_matrix(pred, label, num_classes)
         total.mat += hist
-        scores.append((name, segmentation_metrics(hist)['mean_iou']))
+        scores.append((name, object_iou(hist, background)))
         if reference is not None:
             ref = predict_mask(reference, img, window, stride, ctx).asnumpy()
             ref_total.update(ref, label)

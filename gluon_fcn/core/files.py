@@ -7,13 +7,14 @@ crash, a signal or a full disk leaves the previous complete file and no
 temporary. A fault becomes a `WriteError`, one line naming the file and
 the cause: 'no space left on device while writing run/fcn.params'.
 Reading checks (`check_readable`) name the file and the cause the same
-way.
+way, and so does `remove_file`, which every removal goes through.
 """
 import contextlib
 import errno
 import glob
 import json
 import os
+import shutil
 
 from mxnet.base import MXNetError
 
@@ -121,10 +122,29 @@ def remove_temporaries(folder):
     """Delete what `atomic_path` left in `folder` when a process was killed
     inside it (never a complete file: those were renamed)."""
     for path in glob.glob(os.path.join(glob.escape(folder), '.*.tmp*')):
+        remove_file(path)
+
+
+def remove_file(path):
+    """Delete `path` where it is; a fault is a `WriteError`."""
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise WriteError(path, os_cause(e), 'removing') from e
+
+
+def link_or_copy(source, path):
+    """Make `path` hold the complete file `source`, atomically: a hard
+    link where the file system has them (no second copy on the disk),
+    else a copy."""
+    with atomic_path(path) as tmp:
+        os.remove(tmp)  # os.link makes its own
         try:
-            os.remove(path)
-        except OSError as e:
-            raise WriteError(path, os_cause(e), 'removing') from e
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
 
 
 def write_text(text, path):

@@ -77,6 +77,26 @@ def segmentation_metrics(hist, class_names=None):
     }
 
 
+def object_iou(hist, background=0):
+    """The mean IoU of the classes other than `background` that occur in
+    the labels or the predictions of a (k, k) confusion matrix (every
+    class with `background` None); NaN where none occurs.
+
+    A measure that an all-background prediction cannot win, to rank
+    images by: it scores 0 on any image with an object, where the mean IoU
+    credits it with the background's IoU, near 1 where the object is
+    small. A class predicted but absent from the labels counts 0.
+    """
+    hist = onp.asarray(hist, onp.float64)
+    tp = onp.diag(hist)
+    union = hist.sum(0) + hist.sum(1) - tp
+    counted = union > 0
+    if background is not None:
+        counted[background] = False
+    return _nanmean(onp.where(counted, tp / onp.where(counted, union, 1),
+                              onp.nan))
+
+
 def _nanmean(values):
     values = values[~onp.isnan(values)]
     return float(values.mean()) if values.size else float('nan')

@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 from ..d2l.data import VOC_CLASSES
 from ..errors import FCNError
-from .files import atomic_path, make_folder, save_json, write_text
+from .files import (atomic_path, load_json, make_folder, save_json,
+                    write_text)
 from .labels import IGNORE_LABEL, save_label_png
 
 VERSION = 1
@@ -285,3 +286,11 @@ def make_synthetic_voc(out_dir, num_train=200, num_val=50, seed=0,
                'sizes': [list(s) for s in sizes], 'binary': binary},
               os.path.join(out_dir, 'synthetic.json'))
     return out_dir
+
+
+def synthetic_info(folder):
+    """What synthetic.json records of a folder `make_synthetic_voc` wrote
+    (seed, counts, the classes drawn and their names, ...), or None for
+    any other folder."""
+    path = os.path.join(folder, 'synthetic.json')
+    return load_json(path) if os.path.isfile(path) else None

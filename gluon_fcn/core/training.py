@@ -92,7 +92,7 @@ def seed_everything(seed):
 def fit_epochs(net, train_iter, test_iter, loss, trainer, num_epochs,
                devices=None, split_f=split_batch, *, history=None,
                start_epoch=0, on_epoch_end=None, seed=None, progress=True,
-               num_workers=1):
+               num_workers=1, convention=None):
     """d2l's `train_ch13`, for runs: the same steps (`train_batch_ch13`)
     and figures, with a tqdm bar per epoch and a line per epoch, a
     `History` that is returned (and may be passed back in with
@@ -101,7 +101,8 @@ def fit_epochs(net, train_iter, test_iter, loss, trainer, num_epochs,
     re-seeded with `seed + epoch` at the start of every epoch, so a
     resumed run draws what an uninterrupted one would. With `num_workers`
     > 1 (distributed), each worker trains in step with the others, so
-    examples/sec is this worker's times it.
+    examples/sec is this worker's times it. `convention`, the labels'
+    ('d2l', 'voc'), is named beside the test mIoU printed.
     """
     devices = devices or [mx.cpu()]
     history = history or History()
@@ -140,7 +141,7 @@ def fit_epochs(net, train_iter, test_iter, loss, trainer, num_epochs,
                                        max(seconds, 1e-9)),
                   'train_seconds': seconds}
         history.epochs.append(record)
-        tqdm.write(format_epoch(record))
+        tqdm.write(format_epoch(record, convention))
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, history)
     return history
@@ -159,13 +160,16 @@ def check_finite(loss, epoch, batch):
                             'earlier epochs are kept')
 
 
-def format_epoch(record):
+def format_epoch(record, labels=None):
     """`epoch N: loss 0.xxx, train acc 0.xxx, test acc 0.xxx, test mIoU
-    0.xxx, M examples/sec`."""
+    0.xxx (d2l labels), M examples/sec`: with `labels`, the convention
+    the mIoU was measured under (a run's 'd2l' and 'voc' figures
+    differ)."""
+    convention = f' ({labels} labels)' if labels else ''
     return (f'epoch {record["epoch"]}: loss {record["loss"]:.3f}, '
             f'train acc {record["train_acc"]:.3f}, '
             f'test acc {record["test_acc"]:.3f}, '
-            f'test mIoU {record["test_miou"]:.3f}, '
+            f'test mIoU {record["test_miou"]:.3f}{convention}, '
             f'{record["examples_per_sec"]:.1f} examples/sec')
 
 
@@ -180,9 +184,14 @@ def format_summary(history, devices, num_workers=1):
             f'{workers}{str(devices)}')
 
 
+def train_seconds(history):
+    """The run's time in training steps, all epochs (not the test passes).
+    """
+    return sum(r['train_seconds'] for r in history.epochs)
+
+
 def examples_per_sec(history):
     """Training throughput over all epochs, counted as d2l counts it."""
-    seconds = sum(r['train_seconds'] for r in history.epochs)
     examples = sum(r['examples_per_sec'] * r['train_seconds']
                    for r in history.epochs)
-    return examples / max(seconds, 1e-9)
+    return examples / max(train_seconds(history), 1e-9)

@@ -54,4 +54,4 @@ def train_fcn(net, train_iter, test_iter, num_epochs, lr=0.1, wd=1e-3,
     devices = list(net.collect_params().values())[0].list_ctx()
     return fit_epochs(net, train_iter, test_iter, make_loss(labels),
                       trainer, num_epochs, devices, seed=seed,
-                      progress=progress)
+                      progress=progress, convention=labels)
