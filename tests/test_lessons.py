@@ -1,7 +1,7 @@
 """The lesson notebooks run top to bottom, small, and show what they say.
 
-To add a lesson, add one line to LESSONS: the notebook in notebooks/ and
-the parameter overrides that make it small; the generic test then runs it.
+The lessons and the overrides that make them small are LESSONS in
+notebook_harness.py; each runs once a session, shared with test_docs.py.
 """
 import re
 
@@ -12,36 +12,12 @@ from gluon_fcn.d2l import VOC_CLASSES
 pytest.importorskip('nbclient')
 pytest.importorskip('ipykernel')
 
-from notebook_harness import (assert_committed_clean, assert_figures,  # noqa
+from notebook_harness import (LESSONS, REQUIRES,  # noqa: E402
+                              assert_committed_clean, assert_figures,
                               assert_images, cell_running, code_cells,
-                              count_images, outputs_text, python_kernel,
-                              run_notebook)
-
-# the synthetic data set most lessons share, small: ~94x125 images
-TINY_DATA = {'num_train': 16, 'num_val': 8, 'synth_scale': 0.25}
-LESSONS = {
-    'transposed_conv.ipynb': {'image_size': 64, 'factor': 2},
-    'autoencoder.ipynb': {'data_source': 'sklearn', 'num_epochs': 2,
-                          'num_scatter': 60, 'latent_point': (1.0, -2.0)},
-    'fcn.ipynb': dict(TINY_DATA, crop_size=(64, 96), batch_size=4,
-                      num_epochs=1),
-    'fcn_v1.ipynb': {'crop_size': (64, 96), 'batch_size': 4,
-                     'num_epochs': 1, 'num_train': 12, 'num_val': 8,
-                     'synthetic_sizes': ((96, 128), (128, 160))},
-    'fcn_exercises.ipynb': dict(TINY_DATA, crop_size=(64, 96),
-                                batch_size=4, num_epochs=1, lrs=(0.1, 0.3),
-                                wds=(1e-3,), heads=('8s',), num_show=1),
-    'binary_segmentation.ipynb': {
-        'crop_size': (64, 64), 'batch_size': 4, 'num_epochs': 1,
-        'num_train': 8, 'num_val': 4,
-        'image_sizes': ((64, 80), (80, 96))},
-    'pytorch_comparison.ipynb': dict(TINY_DATA, crop_size=(64, 96),
-                                     batch_size=2, steps=3),
-    'pretrained_fcn.ipynb': dict(TINY_DATA, fallback_crop=(64, 96),
-                                 fallback_batch=4, fallback_epochs=1),
-}
-# what a lesson needs beyond the test extra
-REQUIRES = {'pytorch_comparison.ipynb': 'torch'}
+                              count_images, figures_drawn, figures_in,
+                              outputs_text,
+                              run_lesson)
 
 
 @pytest.fixture(scope='module')
@@ -49,15 +25,11 @@ def lesson(tmp_path_factory):
     """Run a lesson once, with its overrides, on first use."""
     pytest.importorskip('sklearn')  # the photos and the digits
     root = tmp_path_factory.mktemp('lessons')
-    done = {}
 
     def run(name):
         if name in REQUIRES:
             pytest.importorskip(REQUIRES[name])
-        if name not in done:
-            with python_kernel(str(root / 'jupyter')) as kernel:
-                done[name] = run_notebook(name, LESSONS[name], kernel, root)
-        return done[name]
+        return run_lesson(name, root)
     return run
 
 
@@ -70,6 +42,9 @@ def test_lesson_runs_clean_and_draws(name, lesson):
     assert_committed_clean(name)
     nb = lesson(name)
     assert sum(count_images(c) for c in code_cells(nb)) >= 1
+    for cell in code_cells(nb):  # every figure says what it shows
+        for fig in figures_in(cell):
+            assert fig['suptitle'] or any(fig['titles']), cell.source
 
 
 def test_transposed_conv_lesson_shows_the_books_results(lesson):
@@ -212,30 +187,3 @@ def test_pretrained_lesson_falls_back_and_lists_classes(lesson):
                                   for i in indices.split())
     assert_images(nb, 'img, om, classes_in_image = segment(')
     assert_images(nb, 'for path in photos[1:]', 3)
-
-
-def test_make_docs_renders_lessons_with_their_images(tmp_path):
-    """`make docs` for two lessons (small settings): an HTML page each,
-    holding its figures, and an index linking them."""
-    import subprocess
-    import sys
-    from notebook_harness import NOTEBOOKS, insert_overrides, read_notebook
-    import nbformat
-    pytest.importorskip('nbconvert')
-    pytest.importorskip('sklearn')
-    lessons = tmp_path / 'lessons'
-    lessons.mkdir()
-    names = ['transposed_conv.ipynb', 'autoencoder.ipynb']
-    for name in names:
-        nb = read_notebook(name)
-        insert_overrides(nb, LESSONS[name])
-        nbformat.write(nb, str(lessons / name))
-    out = tmp_path / 'docs'
-    subprocess.run([sys.executable, f'{NOTEBOOKS}/make_docs.py',
-                    '--notebooks', str(lessons), '--out', str(out)],
-                   check=True, capture_output=True, text=True)
-    index = (out / 'index.html').read_text()
-    for name in names:
-        page = (out / name.replace('.ipynb', '.html')).read_text()
-        assert page.count('data:image/png;base64,') >= 1, name
-        assert f'href="{name.replace(".ipynb", ".html")}"' in index
