@@ -167,9 +167,13 @@ def test_comparison_lesson_tables_and_curves(lesson):
     for row in ('matched: Gluon - PyTorch', 'matched: Gluon - control',
                 'textbook: Gluon - PyTorch'):
         assert row in gaps
-    # the verdict: a sentence, then the gap and spread of each step
+    # the verdict: its conclusion first, then the evidence, then the gap
+    # and spread of each step
     said = outputs_text(cell_running(nb, 'found = verdict(matched)'))
-    assert 'PyTorch' in said.splitlines()[0] and 'spread' in said
+    lines = said.splitlines()
+    assert re.fullmatch(r'verdict: the (two frameworks|matched recipes) '
+                        r'[^.]+\.', lines[0])
+    assert 'PyTorch' in lines[1] and 'spread' in lines[2]
     assert_images(nb, "plot_comparison(matched")
     assert_images(nb, "plot_comparison(textbook")
 

@@ -14,6 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from ..core.dataset import example_paths, read_image
 from ..core.evaluate import read_label
@@ -164,8 +165,10 @@ def save_panels(x, panels, xlabel, path, title=None, log=()):
 
     `panels` maps a panel title to {curve name: values}; the first curve
     is drawn solid and the others dashed, so coinciding curves show. The
-    panels named in `log` have a logarithmic y axis.
+    panels named in `log` have a logarithmic y axis. Whole-number x
+    values (steps, epochs) get whole-number ticks.
     """
+    whole = all(float(v).is_integer() for v in x)
     fig, axes = subplots(1, len(panels), squeeze=False,
                          figsize=(4 * len(panels), 3))
     for ax, (name, curves) in zip(axes[0], panels.items()):
@@ -176,6 +179,8 @@ def save_panels(x, panels, xlabel, path, title=None, log=()):
         ax.set_ylabel(name)
         if name in log:
             ax.set_yscale('log')
+        if whole:  # no step 1.5
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
         ax.grid()
     fig.tight_layout()  # y labels clear of the panel before
