@@ -69,6 +69,12 @@ def test_transposed_conv_lesson_shows_the_books_results(lesson):
     inside = re.search(r'largest difference inside: (\S+),', text)
     assert float(inside.group(1)) < 1e-5
     assert '(320, 480)' in text  # the FCN's 32x upsampler on 10 x 15
+    # under the profile: nearest copies each window's maximum, so never
+    # falls below the photo; unpooling is zero between its spikes
+    shares = dict(re.findall(r'^(.+?) +at or above the photo at +(\d+)%',
+                             text, re.M))
+    assert shares['nearest'] == '100'
+    assert int(shares['max unpooling']) < 50 < int(shares['bilinear'])
     assert_figures(nb, 'fig.suptitle', "label='photo'",
                    'ax.plot(onp.arange')
 
@@ -83,6 +89,11 @@ def test_autoencoder_lesson_shows_shapes_training_and_latent_space(lesson):
     assert re.search(r'after 2 epochs: training loss [\d.]+, test error',
                      text)
     assert 'decoding latent point (1.00, -2.00)' in text  # the override
+    # the inputs are titled by their digit, one of the lesson's three
+    fig, = figures_drawn(nb, 'ae.decode(net, ae.encode(')
+    inputs = [t for t in fig['titles'] if t != 'reconstructed']
+    assert len(inputs) == 6
+    assert all(re.fullmatch(r'digit [156]', t) for t in inputs), inputs
     assert_figures(nb, 'load_digit_images', 'train_autoencoder(',
                    'ae.decode(net, ae.encode(', 'def scatter_latent',
                    'if latent_point is None')
@@ -100,6 +111,8 @@ def test_fcn_lesson_shows_the_chapter(lesson):
                      training)
     assert 'examples/sec on [cpu(0)]' in training
     assert count_images(code_cells(nb)[-1]) == 1  # the chapter's last
+    fig, = figures_drawn(nb, 'colormap2label = voc_colormap2label()')
+    assert fig['legend'][0] == 'background' and len(fig['legend']) >= 2
     assert_figures(nb, 'upsampled 2x', "ax.set_title(f'Training the FCN")
 
 
@@ -111,6 +124,10 @@ def test_fcn_v1_lesson_trains_and_draws(lesson):
                      r'[\d.]+, time [\d.]+ sec', text)
     assert_images(nb, "d2l.plt.title('input image')", 2)
     assert_images(nb, 'd2l.show_images(imgs')
+    # the predictions' legend: the classes present, by VOC's names
+    fig, = figures_drawn(nb, 'd2l.show_images(imgs')
+    assert fig['legend'][0] == 'background' and len(fig['legend']) >= 2
+    assert set(fig['legend']) <= set(VOC_CLASSES) | {'border (background)'}
 
 
 def test_exercises_lesson_answers_all_four(lesson):
@@ -126,6 +143,10 @@ def test_exercises_lesson_answers_all_four(lesson):
     for table in ('bilinear (the chapter)', 'whole images, sliding windows',
                   'FCN-8s'):
         assert table in text
+    for snippet in ('predict_mask(net, img, window',
+                    "suptitle('Exercise 4: predictions"):
+        fig, = figures_drawn(nb, snippet)  # the classes, by name
+        assert fig['legend'] and set(fig['legend']) <= set(VOC_CLASSES)
     assert_figures(nb, "init_names = ['bilinear",
                    "ax.set_xlabel('learning", 'predict_mask(net, img, window',
                    "head_names = ['FCN", "suptitle('Exercise 4: predictions")
