@@ -90,7 +90,7 @@ def evidence(found, dtype):
     """The numbers behind the conclusion: a sentence on the worst step
     against the controls, one on the gaps and spreads."""
     if found['beyond'] is not None:
-        why = (f'PyTorch parts from Gluon {found["ratio"]:.2g}x farther '
+        why = (f'PyTorch parts from Gluon {found["ratio"]:.3g}x farther '
                f'than the controls (step {found["ratio_step"]}), beyond '
                f'{ORDER}x first in {where_it_starts(found["beyond"])}.')
         if dtype != 'float64':
