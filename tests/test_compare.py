@@ -77,7 +77,11 @@ def check_verdict(result, out):
     lines = out.splitlines()
     start = next(i for i, l in enumerate(lines) if l.startswith('verdict'))
     first = lines[start]
-    evidence = ' '.join(lines[start + 1:start + 1 + len(found['evidence'])])
+    after = lines[start + 1:]
+    indented = after[:next(i for i, l in enumerate(after + [''])
+                           if not l.startswith('  '))]
+    evidence = ' '.join(l.strip() for l in indented)
+    assert evidence == ' '.join(found['evidence'])
     assert first == f'verdict ({result["dtype"]}): {found["conclusion"]}.'
     assert len(first) < 80
     assert f'within the spread at {expected["within"]} of ' \

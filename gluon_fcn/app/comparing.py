@@ -3,6 +3,7 @@ compare.json, compare.png and the printed report: what ran, a line per
 step, the verdict (under matched) and the table of differences.
 """
 import os
+import textwrap
 
 from ..compare import CONTROLS
 from ..compare.differences import CROP, differences
@@ -102,12 +103,18 @@ def format_steps(result):
     return '\n'.join(lines)
 
 
+def indented(sentence):
+    """A sentence of evidence under a verdict's line, wrapped."""
+    return textwrap.fill(sentence, 78, initial_indent='  ',
+                         subsequent_indent='    ')
+
+
 def format_verdict(found, result):
     """The verdict: its conclusion on the first line, short, then the
-    evidence, a sentence a line."""
+    evidence, a sentence a paragraph, indented."""
     return '\n'.join([f'verdict ({result["dtype"]}): '
                       f'{found["conclusion"]}.'] +
-                     [f'  {line}' for line in found['evidence']])
+                     [indented(line) for line in found['evidence']])
 
 
 def format_textbook_verdict(result):
@@ -116,11 +123,11 @@ def format_textbook_verdict(result):
     largest = max(result['steps'],
                   key=lambda r: abs(r['gluon_loss'] - r['torch_loss']))
     gap = abs(largest['gluon_loss'] - largest['torch_loss'])
+    evidence = (f'Largest loss gap |Gluon - PyTorch| {gap:.3g} (step '
+                f'{largest["step"]}); the differences below say why, and '
+                f'--settings matched sets the gap against rounding.')
     return (f'verdict (textbook, {result["dtype"]}): the two chapters '
-            f'train differently, by design.\n'
-            f'  Largest loss gap |Gluon - PyTorch| {gap:.3g} (step '
-            f'{largest["step"]}); the differences below say why, and '
-            f'--settings matched sets the gap against rounding.')
+            f'train differently, by design.\n{indented(evidence)}')
 
 
 def format_differences(rows, result):
