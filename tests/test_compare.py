@@ -4,11 +4,14 @@ import contextlib
 import io
 import json
 import os
+import re
 
 import numpy as onp
 import pytest
 
+from gluon_fcn.app import figures
 from gluon_fcn.app.cli import main
+from gluon_fcn.app.comparing import write_comparison
 from gluon_fcn.compare.verdict import ORDER, verdict
 
 pytest.importorskip('torch')
@@ -67,24 +70,34 @@ def expected_verdict(result):
 
 def check_verdict(result, out):
     """The verdict in compare.json and on stdout says what the gaps
-    show."""
+    show: the conclusion first, on a short line, then the numbers."""
     expected = expected_verdict(result)
     found = result['verdict']
     assert {k: found[k] for k in expected} == pytest.approx(expected)
-    line = next(l for l in out.splitlines() if l.startswith('verdict'))
+    lines = out.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith('verdict'))
+    first = lines[start]
+    after = lines[start + 1:]
+    indented = after[:next(i for i, l in enumerate(after + [''])
+                           if not l.startswith('  '))]
+    evidence = ' '.join(l.strip() for l in indented)
+    assert evidence == ' '.join(found['evidence'])
+    assert first == f'verdict ({result["dtype"]}): {found["conclusion"]}.'
+    assert len(first) < 80
     assert f'within the spread at {expected["within"]} of ' \
-           f'{expected["steps"]} steps' in line
-    assert found['sentence'] in line
+           f'{expected["steps"]} steps' in evidence
+    assert f'{expected["gap"]:.1e}' in evidence
+    assert f'{expected["spread"]:.1e}' in evidence
     if expected['beyond'] is not None:
         step = expected['beyond']
-        assert ('recipes differ measurably' if result['dtype'] == 'float64'
-                else '--dtype float64 tells which') in line
+        assert ('recipes differ' if result['dtype'] == 'float64'
+                else 'part beyond float32 rounding') in first
         assert ('forward pass' if step == 1 else
-                f'update of step {step - 1}') in line
-    elif expected['within'] == expected['steps']:
-        assert 'stays within the spread' in line
+                f'update of step {step - 1}') in evidence
     else:
-        assert 'train alike, to rounding' in line
+        assert 'train alike, to rounding' in first
+        if expected['within'] == expected['steps']:
+            assert 'stays within the controls\' spread' in evidence
 
 
 def test_matched_starts_together(matched):
@@ -110,6 +123,22 @@ def test_matched_starts_together(matched):
 
 def test_matched_verdict_says_what_the_gaps_show(matched):
     check_verdict(*matched)
+
+
+def test_compare_png_counts_steps_in_whole_numbers(matched, tmp_path,
+                                                  monkeypatch):
+    """compare.png's step axes tick at steps 1, 2, 3, never at 1.5."""
+    drawn = []
+    monkeypatch.setattr(figures, '_save',
+                        lambda fig, path: drawn.append(fig))
+    write_comparison(matched[0], str(tmp_path))
+    fig, = drawn
+    assert len(fig.axes) == 3  # loss, accuracy, distance from Gluon
+    for ax in fig.axes:
+        assert ax.get_xlabel() == 'step'
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
 
 
 def test_matched_report_shows_what_ran(matched):
@@ -151,8 +180,10 @@ def test_textbook_runs_each_chapter_s_recipe(textbook):
     assert '[neutralised' not in out and 'within the spread' not in out
     gap = max(abs(r['gluon_loss'] - r['torch_loss'])
               for r in result['steps'])
-    assert f'verdict (textbook, float32): largest loss gap Gluon - ' \
-           f'PyTorch {gap:.3g}' in out
+    verdict = out.split('verdict (textbook, float32): ')[1].splitlines()
+    assert verdict[0] == 'the two chapters train differently, by design.'
+    assert verdict[1].startswith(f'  Largest loss gap |Gluon - PyTorch| '
+                                 f'{gap:.3g}')
 
 
 @pytest.mark.parametrize('backbone', ['resnet18_v1', 'resnet18_v2'])
@@ -184,22 +215,33 @@ def test_verdict_reads_each_step_against_the_controls():
 
     alike = verdict(result((1e-7, 2e-7), (1e-4, 2e-4)))
     assert alike['within'] == 2 and alike['beyond'] is None
-    assert 'stays within the spread' in alike['sentence']
+    assert alike['conclusion'] == 'the two frameworks train alike, to ' \
+        'rounding'
+    assert 'stays within the controls\' spread' in alike['evidence'][0]
     close = verdict(result((1e-7, 2e-7), (6e-4, 2e-4), (1e-3, 2e-3)))
     assert (close['within'], close['within_order']) == (2, 3)
     assert close['ratio'] == pytest.approx(3) and close['ratio_step'] == 2
+    assert close['conclusion'] == alike['conclusion']
     assert 'at most 3.0x as far as the controls (step 2)' in \
-        close['sentence']
+        close['evidence'][0]
+    assert f'within the spread at 2 of 3 steps, within {ORDER}x of it ' \
+        'at 3' in close['evidence'][1]
     apart = verdict(result((1e-7, 2e-7), (1e-5, 2e-4),
                           (2 * ORDER * 2e-3, 2e-3)))
     assert apart['beyond'] == 3
-    assert 'the update of step 2' in apart['sentence']
-    assert 'float64 tells which' in apart['sentence']  # float32
+    assert apart['conclusion'] == 'the two frameworks part beyond ' \
+        'float32 rounding'
+    farther = re.search(r'([\d.e+]+)x farther than the controls \(step '
+                        r'(\d+)\)', apart['evidence'][0])
+    assert float(farther.group(1)) == pytest.approx(2 * ORDER)
+    assert farther.group(2) == '3'
+    assert 'the update of step 2' in apart['evidence'][0]
+    assert 'float64 tells which' in apart['evidence'][0]  # float32
     steps = result((1e-13, 2e-13), (1e-7, 2e-13))
     steps['dtype'] = 'float64'
-    assert 'recipes differ measurably' in verdict(steps)['sentence']
+    assert verdict(steps)['conclusion'] == 'the matched recipes differ'
     first = verdict(result((1e-3, 2e-7), (1e-3, 2e-3)))
-    assert first['beyond'] == 1 and 'forward pass' in first['sentence']
+    assert first['beyond'] == 1 and 'forward pass' in first['evidence'][0]
     # no spread at all: one rounding step of the loss still counts
     same = verdict(result((0.0, 0.0), (onp.spacing(onp.float32(1)), 0.0)))
     assert same['within'] == 2

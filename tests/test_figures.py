@@ -119,3 +119,38 @@ def test_iou_bars_are_titled_and_labelled(drawn):
     assert [t.get_text() for t in ax.get_xticklabels()] == \
         ['background', 'cat']
     assert 'n/a' in [t.get_text() for t in ax.texts]
+
+
+def test_outline_shows_a_dark_class_on_background():
+    """VOC's cat (64, 0, 0) on black gets a white outline; the insides of
+    both keep their colours."""
+    mask = onp.zeros((8, 8), 'int32')
+    mask[2:6, 2:6] = 1
+    colours = class_colours()
+    picture = onp.asarray(colours, 'uint8')[mask * 8]
+    drawn = figures.outline(picture, mask)
+    white = (drawn == 255).all(axis=-1)
+    changes = onp.zeros((8, 8), bool)  # either side of each class change
+    changes[1:7, 1:7] = True
+    changes[3:5, 3:5] = False
+    changes[[1, 1, 6, 6], [1, 6, 1, 6]] = False  # diagonal: no change
+    assert (white == changes).all()
+    assert (drawn[0, 0] == 0).all() and tuple(drawn[4, 4]) == colours[8]
+    # a colour label outlines the same without its class indices
+    assert (figures.outline(picture) == drawn).all()
+
+
+def test_overlay_legend_sits_just_below_the_image(drawn):
+    """No empty band between the image and its legend, whatever the
+    image's shape."""
+    for h, w in ((375, 500), (200, 500), (500, 300)):
+        mask = onp.zeros((h, w), 'int32')
+        mask[h // 4:h // 2, w // 4:w // 2] = 8
+        figures.save_overlay(onp.full((h, w, 3), 120, 'uint8'), mask,
+                             'o.png', CLASSES * 3, title='photo.jpg')
+        fig = drawn.pop()
+        fig.canvas.draw()
+        image = fig.axes[0].get_window_extent()
+        legend = fig.legends[0].get_window_extent()
+        gap = (image.y0 - legend.y1) / fig.dpi  # inches
+        assert 0 <= gap < 0.15, (h, w, gap)

@@ -1,7 +1,7 @@
 """The lesson notebooks run top to bottom, small, and show what they say.
 
-To add a lesson, add one line to LESSONS: the notebook in notebooks/ and
-the parameter overrides that make it small; the generic test then runs it.
+The lessons and the overrides that make them small are LESSONS in
+notebook_harness.py; each runs once a session, shared with test_docs.py.
 """
 import re
 
@@ -12,36 +12,12 @@ from gluon_fcn.d2l import VOC_CLASSES
 pytest.importorskip('nbclient')
 pytest.importorskip('ipykernel')
 
-from notebook_harness import (assert_committed_clean, assert_figures,  # noqa
+from notebook_harness import (LESSONS, REQUIRES,  # noqa: E402
+                              assert_committed_clean, assert_figures,
                               assert_images, cell_running, code_cells,
-                              count_images, outputs_text, python_kernel,
-                              run_notebook)
-
-# the synthetic data set most lessons share, small: ~94x125 images
-TINY_DATA = {'num_train': 16, 'num_val': 8, 'synth_scale': 0.25}
-LESSONS = {
-    'transposed_conv.ipynb': {'image_size': 64, 'factor': 2},
-    'autoencoder.ipynb': {'data_source': 'sklearn', 'num_epochs': 2,
-                          'num_scatter': 60, 'latent_point': (1.0, -2.0)},
-    'fcn.ipynb': dict(TINY_DATA, crop_size=(64, 96), batch_size=4,
-                      num_epochs=1),
-    'fcn_v1.ipynb': {'crop_size': (64, 96), 'batch_size': 4,
-                     'num_epochs': 1, 'num_train': 12, 'num_val': 8,
-                     'synthetic_sizes': ((96, 128), (128, 160))},
-    'fcn_exercises.ipynb': dict(TINY_DATA, crop_size=(64, 96),
-                                batch_size=4, num_epochs=1, lrs=(0.1, 0.3),
-                                wds=(1e-3,), heads=('8s',), num_show=1),
-    'binary_segmentation.ipynb': {
-        'crop_size': (64, 64), 'batch_size': 4, 'num_epochs': 1,
-        'num_train': 8, 'num_val': 4,
-        'image_sizes': ((64, 80), (80, 96))},
-    'pytorch_comparison.ipynb': dict(TINY_DATA, crop_size=(64, 96),
-                                     batch_size=2, steps=3),
-    'pretrained_fcn.ipynb': dict(TINY_DATA, fallback_crop=(64, 96),
-                                 fallback_batch=4, fallback_epochs=1),
-}
-# what a lesson needs beyond the test extra
-REQUIRES = {'pytorch_comparison.ipynb': 'torch'}
+                              count_images, figures_drawn, figures_in,
+                              outputs_text,
+                              run_lesson)
 
 
 @pytest.fixture(scope='module')
@@ -49,15 +25,11 @@ def lesson(tmp_path_factory):
     """Run a lesson once, with its overrides, on first use."""
     pytest.importorskip('sklearn')  # the photos and the digits
     root = tmp_path_factory.mktemp('lessons')
-    done = {}
 
     def run(name):
         if name in REQUIRES:
             pytest.importorskip(REQUIRES[name])
-        if name not in done:
-            with python_kernel(str(root / 'jupyter')) as kernel:
-                done[name] = run_notebook(name, LESSONS[name], kernel, root)
-        return done[name]
+        return run_lesson(name, root)
     return run
 
 
@@ -70,6 +42,9 @@ def test_lesson_runs_clean_and_draws(name, lesson):
     assert_committed_clean(name)
     nb = lesson(name)
     assert sum(count_images(c) for c in code_cells(nb)) >= 1
+    for cell in code_cells(nb):  # every figure says what it shows
+        for fig in figures_in(cell):
+            assert fig['suptitle'] or any(fig['titles']), cell.source
 
 
 def test_transposed_conv_lesson_shows_the_books_results(lesson):
@@ -94,6 +69,12 @@ def test_transposed_conv_lesson_shows_the_books_results(lesson):
     inside = re.search(r'largest difference inside: (\S+),', text)
     assert float(inside.group(1)) < 1e-5
     assert '(320, 480)' in text  # the FCN's 32x upsampler on 10 x 15
+    # under the profile: nearest copies each window's maximum, so never
+    # falls below the photo; unpooling is zero between its spikes
+    shares = dict(re.findall(r'(nearest|bilinear|max unpooling) +at or '
+                             r'above the photo at +(\d+)%', text))
+    assert shares['nearest'] == '100'
+    assert int(shares['max unpooling']) < 50 < int(shares['bilinear'])
     assert_figures(nb, 'fig.suptitle', "label='photo'",
                    'ax.plot(onp.arange')
 
@@ -108,6 +89,11 @@ def test_autoencoder_lesson_shows_shapes_training_and_latent_space(lesson):
     assert re.search(r'after 2 epochs: training loss [\d.]+, test error',
                      text)
     assert 'decoding latent point (1.00, -2.00)' in text  # the override
+    # the inputs are titled by their digit, one of the lesson's three
+    fig, = figures_drawn(nb, 'ae.decode(net, ae.encode(')
+    inputs = [t for t in fig['titles'] if t != 'reconstructed']
+    assert len(inputs) == 6
+    assert all(re.fullmatch(r'digit [156]', t) for t in inputs), inputs
     assert_figures(nb, 'load_digit_images', 'train_autoencoder(',
                    'ae.decode(net, ae.encode(', 'def scatter_latent',
                    'if latent_point is None')
@@ -125,6 +111,8 @@ def test_fcn_lesson_shows_the_chapter(lesson):
                      training)
     assert 'examples/sec on [cpu(0)]' in training
     assert count_images(code_cells(nb)[-1]) == 1  # the chapter's last
+    fig, = figures_drawn(nb, 'colormap2label = voc_colormap2label()')
+    assert fig['legend'][0] == 'background' and len(fig['legend']) >= 2
     assert_figures(nb, 'upsampled 2x', "ax.set_title(f'Training the FCN")
 
 
@@ -136,6 +124,10 @@ def test_fcn_v1_lesson_trains_and_draws(lesson):
                      r'[\d.]+, time [\d.]+ sec', text)
     assert_images(nb, "d2l.plt.title('input image')", 2)
     assert_images(nb, 'd2l.show_images(imgs')
+    # the predictions' legend: the classes present, by VOC's names
+    fig, = figures_drawn(nb, 'd2l.show_images(imgs')
+    assert fig['legend'][0] == 'background' and len(fig['legend']) >= 2
+    assert set(fig['legend']) <= set(VOC_CLASSES) | {'border (background)'}
 
 
 def test_exercises_lesson_answers_all_four(lesson):
@@ -151,6 +143,10 @@ def test_exercises_lesson_answers_all_four(lesson):
     for table in ('bilinear (the chapter)', 'whole images, sliding windows',
                   'FCN-8s'):
         assert table in text
+    for snippet in ('predict_mask(net, img, window',
+                    "suptitle('Exercise 4: predictions"):
+        fig, = figures_drawn(nb, snippet)  # the classes, by name
+        assert fig['legend'] and set(fig['legend']) <= set(VOC_CLASSES)
     assert_figures(nb, "init_names = ['bilinear",
                    "ax.set_xlabel('learning", 'predict_mask(net, img, window',
                    "head_names = ['FCN", "suptitle('Exercise 4: predictions")
@@ -195,9 +191,13 @@ def test_comparison_lesson_tables_and_curves(lesson):
     for row in ('matched: Gluon - PyTorch', 'matched: Gluon - control',
                 'textbook: Gluon - PyTorch'):
         assert row in gaps
-    # the verdict: a sentence, then the gap and spread of each step
+    # the verdict: its conclusion first, then the evidence, then the gap
+    # and spread of each step
     said = outputs_text(cell_running(nb, 'found = verdict(matched)'))
-    assert 'PyTorch' in said.splitlines()[0] and 'spread' in said
+    lines = said.splitlines()
+    assert re.fullmatch(r'verdict: the (two frameworks|matched recipes) '
+                        r'[^.]+\.', lines[0])
+    assert 'PyTorch' in lines[1] and 'spread' in lines[2]
     assert_images(nb, "plot_comparison(matched")
     assert_images(nb, "plot_comparison(textbook")
 
@@ -215,30 +215,3 @@ def test_pretrained_lesson_falls_back_and_lists_classes(lesson):
                                   for i in indices.split())
     assert_images(nb, 'img, om, classes_in_image = segment(')
     assert_images(nb, 'for path in photos[1:]', 3)
-
-
-def test_make_docs_renders_lessons_with_their_images(tmp_path):
-    """`make docs` for two lessons (small settings): an HTML page each,
-    holding its figures, and an index linking them."""
-    import subprocess
-    import sys
-    from notebook_harness import NOTEBOOKS, insert_overrides, read_notebook
-    import nbformat
-    pytest.importorskip('nbconvert')
-    pytest.importorskip('sklearn')
-    lessons = tmp_path / 'lessons'
-    lessons.mkdir()
-    names = ['transposed_conv.ipynb', 'autoencoder.ipynb']
-    for name in names:
-        nb = read_notebook(name)
-        insert_overrides(nb, LESSONS[name])
-        nbformat.write(nb, str(lessons / name))
-    out = tmp_path / 'docs'
-    subprocess.run([sys.executable, f'{NOTEBOOKS}/make_docs.py',
-                    '--notebooks', str(lessons), '--out', str(out)],
-                   check=True, capture_output=True, text=True)
-    index = (out / 'index.html').read_text()
-    for name in names:
-        page = (out / name.replace('.ipynb', '.html')).read_text()
-        assert page.count('data:image/png;base64,') >= 1, name
-        assert f'href="{name.replace(".ipynb", ".html")}"' in index

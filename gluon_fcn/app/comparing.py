@@ -3,6 +3,7 @@ compare.json, compare.png and the printed report: what ran, a line per
 step, the verdict (under matched) and the table of differences.
 """
 import os
+import textwrap
 
 from ..compare import CONTROLS
 from ..compare.differences import CROP, differences
@@ -102,25 +103,31 @@ def format_steps(result):
     return '\n'.join(lines)
 
 
+def indented(sentence):
+    """A sentence of evidence under a verdict's line, wrapped."""
+    return textwrap.fill(sentence, 78, initial_indent='  ',
+                         subsequent_indent='    ')
+
+
 def format_verdict(found, result):
-    """The verdict, one line."""
-    return (f'verdict ({result["dtype"]}): largest loss gap Gluon - PyTorch '
-            f'{found["gap"]:.1e} (step {found["gap_step"]}) against the '
-            f'{result["controls"]} controls\' largest spread '
-            f'{found["spread"]:.1e}; within the spread at {found["within"]} '
-            f'of {found["steps"]} steps, within {ORDER}x of it at '
-            f'{found["within_order"]}. {found["sentence"]}')
+    """The verdict: its conclusion on the first line, short, then the
+    evidence, a sentence a paragraph, indented."""
+    return '\n'.join([f'verdict ({result["dtype"]}): '
+                      f'{found["conclusion"]}.'] +
+                     [indented(line) for line in found['evidence']])
 
 
 def format_textbook_verdict(result):
-    """Under textbook settings (no controls), one line on the gap."""
+    """Under textbook settings (no controls): the conclusion, then the
+    largest gap."""
     largest = max(result['steps'],
                   key=lambda r: abs(r['gluon_loss'] - r['torch_loss']))
     gap = abs(largest['gluon_loss'] - largest['torch_loss'])
-    return (f'verdict (textbook, {result["dtype"]}): largest loss gap '
-            f'Gluon - PyTorch {gap:.3g} (step {largest["step"]}); the two '
-            f'chapters train differently by design (the differences '
-            f'below); --settings matched sets the gap against rounding.')
+    evidence = (f'Largest loss gap |Gluon - PyTorch| {gap:.3g} (step '
+                f'{largest["step"]}); the differences below say why, and '
+                f'--settings matched sets the gap against rounding.')
+    return (f'verdict (textbook, {result["dtype"]}): the two chapters '
+            f'train differently, by design.\n{indented(evidence)}')
 
 
 def format_differences(rows, result):

@@ -14,6 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from ..core.dataset import example_paths, read_image
 from ..core.evaluate import read_label
@@ -74,9 +75,32 @@ def save_curves(points, epochs, num_epochs, path, title='Training',
     _save(fig, path)
 
 
+def outline(picture, mask=None):
+    """`picture` (H, W, 3) with a white line, two pixels wide, where the
+    class of `mask` changes: VOC's cat (64, 0, 0) is near-black, and the
+    line shows it apart from the black background.
+
+    `mask` is (H, W) class indices or an (H, W, 3) colour label; None
+    takes the colours of `picture` itself (a coloured mask)."""
+    picture = _to_numpy(picture)
+    mask = picture if mask is None else _to_numpy(mask)
+    if mask.ndim == 3:  # one number a colour
+        mask = mask.astype(onp.int64) @ onp.array([65536, 256, 1])
+    edge = onp.zeros(mask.shape, bool)
+    down, right = mask[1:] != mask[:-1], mask[:, 1:] != mask[:, :-1]
+    edge[1:] |= down  # both pixels of each change: visible when shrunk
+    edge[:-1] |= down
+    edge[:, 1:] |= right
+    edge[:, :-1] |= right
+    drawn = picture.copy()
+    drawn[edge] = 255 if picture.dtype == onp.uint8 else 1.0
+    return drawn
+
+
 def class_legend(fig, masks, classes, colours):
-    """A legend below `fig` of the classes present in `masks` (class
-    index arrays), with their colours and names; VOC's void 255 too."""
+    """A legend just below the lowest axes of `fig` of the classes present
+    in `masks` (class index arrays), with their colours and names; VOC's
+    void 255 too."""
     present = sorted(set().union(*(onp.unique(_to_numpy(m)).tolist()
                                    for m in masks)))
     handles = [Patch(color=onp.array(colours[i]) / 255, label=classes[i])
@@ -85,9 +109,13 @@ def class_legend(fig, masks, classes, colours):
         handles.append(Patch(color=onp.array(VOC_BORDER) / 255,
                              label='void (ignored)'))
     if handles:
-        fig.legend(handles=handles, loc='lower center', frameon=False,
+        for ax in fig.axes:  # images shrink their axes to their aspect
+            ax.apply_aspect()
+        bottom = min(ax.get_position().y0 for ax in fig.axes)
+        gap = 0.02 / fig.get_figheight()  # 0.02 inch, as a fraction
+        fig.legend(handles=handles, loc='upper center', frameon=False,
                    ncol=min(len(handles), 6), fontsize=8,
-                   bbox_to_anchor=(0.5, -0.02 - 0.04 * (len(handles) // 7)))
+                   bbox_to_anchor=(0.5, bottom - gap))
 
 
 def save_prediction_grid(images, preds, labels, path, classes,
@@ -100,8 +128,8 @@ def save_prediction_grid(images, preds, labels, path, classes,
     colours = colours or class_colours()
     n = len(images)
     fig, axes = subplots(3, n, squeeze=False, figsize=(2.2 * n, 6.6))
-    rows = (images, [colorize(p, colours) for p in preds],
-            [colorize(y, colours) for y in labels])
+    rows = (images, [outline(colorize(p, colours), p) for p in preds],
+            [outline(colorize(y, colours), y) for y in labels])
     for r, (row, name) in enumerate(zip(rows, ROW_TITLES)):
         for c, img in enumerate(row):
             ax = axes[r][c]
@@ -157,7 +185,7 @@ def save_overlay(img, mask, path, classes, title=None, alpha=0.5,
     mask = _to_numpy(mask)
     h, w = mask.shape
     fig, ax = subplots(figsize=(6, 6 * h / w + 0.6))
-    ax.imshow(blend(img, mask, colours, alpha, background))
+    ax.imshow(outline(blend(img, mask, colours, alpha, background), mask))
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title or os.path.basename(path))
@@ -170,8 +198,10 @@ def save_panels(x, panels, xlabel, path, title=None, log=()):
 
     `panels` maps a panel title to {curve name: values}; the first curve
     is drawn solid and the others dashed, so coinciding curves show. The
-    panels named in `log` have a logarithmic y axis.
+    panels named in `log` have a logarithmic y axis. Whole-number x
+    values (steps, epochs) get whole-number ticks.
     """
+    whole = all(float(v).is_integer() for v in x)
     fig, axes = subplots(1, len(panels), squeeze=False,
                          figsize=(4 * len(panels), 3))
     for ax, (name, curves) in zip(axes[0], panels.items()):
@@ -182,6 +212,8 @@ def save_panels(x, panels, xlabel, path, title=None, log=()):
         ax.set_ylabel(name)
         if name in log:
             ax.set_yscale('log')
+        if whole:  # no step 1.5
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
         ax.grid()
     fig.tight_layout()  # y labels clear of the panel before

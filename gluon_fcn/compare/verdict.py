@@ -52,14 +52,15 @@ def where_it_starts(step):
 
 
 def verdict(result):
-    """What a matched comparison shows, as numbers and a plain sentence.
+    """What a matched comparison shows, as numbers and in words.
 
     Returns {'gap', 'gap_step' (the largest loss gap and its step),
     'spread' (the controls' largest spread), 'ratio', 'ratio_step' (the
     largest gap / spread of a step, and that step), 'within' and
     'within_order' (how many steps have a gap within the spread, within
     ORDER times it), 'steps', 'beyond' (the first step beyond ORDER
-    times, or None), 'sentence'}.
+    times, or None), 'conclusion' (a few words, what it means) and
+    'evidence' (sentences with the numbers behind it)}.
     """
     rows = step_gaps(result)
     largest = max(rows, key=lambda r: r['gap'])
@@ -71,29 +72,45 @@ def verdict(result):
              'within': sum(r['within'] for r in rows),
              'within_order': sum(r['ratio'] <= ORDER for r in rows),
              'steps': len(rows), 'beyond': beyond[0] if beyond else None}
-    found['sentence'] = sentence(found, result['dtype'])
+    found['conclusion'] = conclusion(found, result['dtype'])
+    found['evidence'] = evidence(found, result['dtype'])
     return found
 
 
-def sentence(found, dtype):
-    """The verdict in words. Beyond ORDER in float64 the recipes differ;
-    in float32 two libraries' arithmetic may also round further apart
-    than eps-sized noise in the weights, and float64 tells which."""
+def conclusion(found, dtype):
+    """What the comparison shows, in a few words. Beyond ORDER in float64
+    the recipes differ; in float32 two libraries' arithmetic may also
+    round further apart than eps-sized noise in the weights."""
+    if found['beyond'] is None:
+        return 'the two frameworks train alike, to rounding'
+    if dtype == 'float64':
+        return 'the matched recipes differ'
+    return f'the two frameworks part beyond {dtype} rounding'
+
+
+def evidence(found, dtype):
+    """The numbers behind the conclusion: a sentence on the worst step
+    against the controls, one on the gaps and spreads."""
     if found['beyond'] is not None:
-        apart = (f'PyTorch parts from Gluon {found["ratio"]:.2g}x farther '
-                 f'than {dtype} rounding carries Gluon, starting in '
-                 f'{where_it_starts(found["beyond"])}')
-        if dtype == 'float64':
-            return f'The matched recipes differ measurably: {apart}.'
-        return (f'{apart}: a difference of recipe, or two libraries\' '
-                f'{dtype} arithmetic rounding further apart than eps-sized '
-                f'noise in the weights; --dtype float64 tells which.')
-    if found['within'] == found['steps']:
-        return (f'PyTorch stays within the spread of Gluon\'s own {dtype} '
-                f'rounding at every step: the two frameworks train alike, '
-                f'to rounding.')
-    return (f'PyTorch parts from Gluon at most {found["ratio"]:.1f}x as '
-            f'far as the controls (step {found["ratio_step"]}), within '
-            f'{ORDER}x of {dtype} rounding at every step: the two '
-            f'frameworks train alike, to rounding, which training from '
-            f'scratch amplifies.')
+        why = (f'PyTorch parts from Gluon {found["ratio"]:.3g}x farther '
+               f'than the controls (step {found["ratio_step"]}), beyond '
+               f'{ORDER}x first in {where_it_starts(found["beyond"])}.')
+        if dtype != 'float64':
+            why += (' A recipe differs, or the two libraries\' '
+                    f'{dtype} arithmetic rounds further apart than '
+                    'eps-sized noise in the weights: --dtype float64 '
+                    'tells which.')
+    elif found['within'] == found['steps']:
+        why = ('PyTorch stays within the controls\' spread at every '
+               'step.')
+    else:
+        why = (f'PyTorch parts from Gluon at most {found["ratio"]:.1f}x '
+               f'as far as the controls (step {found["ratio_step"]}), '
+               f'within {ORDER}x at every step: training from scratch '
+               'amplifies rounding.')
+    numbers = (f'Largest loss gap |Gluon - PyTorch| {found["gap"]:.1e} '
+               f'(step {found["gap_step"]}), the controls\' largest '
+               f'spread {found["spread"]:.1e}; within the spread at '
+               f'{found["within"]} of {found["steps"]} steps, within '
+               f'{ORDER}x of it at {found["within_order"]}.')
+    return [why, numbers]
