@@ -17,7 +17,7 @@ from gluon_fcn.core.dataset import read_split
 from gluon_fcn.core.evaluate import read_label
 from gluon_fcn.core.metrics import ConfusionMatrix
 from gluon_fcn.core.model import build_fcn
-from gluon_fcn.core.arrays import zeros
+from gluon_fcn.core.arrays import array, zeros
 from gluon_fcn.errors import FCNError
 from gluon_fcn.fast import (InferenceFCN, PrecisionNote, layer_precisions,
                             optimize_for_inference, precision)
@@ -273,3 +273,87 @@ def test_fused_upsampler_equals_the_chapter_layer(stride, hw, channels):
     for got, want, name in zip(twice[2:], expected[2:], ('dweight', 'dbias')):
         assert onp.abs(got - 2 * want).max() <= 4e-5 * onp.abs(want).max(), \
             name
+
+
+@pytest.fixture(params=['numpy', 'legacy'])
+def mode(request):
+    """Runs a test in MXNet's NumPy mode, then with it off (`mxnet_mode`
+    restores the mode after)."""
+    if request.param == 'legacy':
+        mx.npx.reset_np()
+    return request.param
+
+
+def seeded_fcn():
+    mx.random.seed(0)
+    return build_fcn(21)
+
+
+# ten images: more than a calibration batch (8) and than an X batch (4)
+CALIB = onp.random.RandomState(0).uniform(
+    -2, 2, (10, 3, 64, 96)).astype('float32')
+CALIB_TYPES = {'numpy': lambda a: a, 'NDArray': mx.nd.array,
+               'mxnet.numpy': mx.np.array,
+               'callable': lambda a: (lambda: mx.nd.array(a))}
+
+
+NUMPY_CALIBRATED = {}  # mode: the int8 output from NumPy images, once
+
+
+@pytest.mark.parametrize('kind', list(CALIB_TYPES))
+def test_int8_calibrates_alike_on_any_array_type_in_either_mode(mode, kind):
+    units_or_skip('int8')
+    X = array(CALIB[2:6][:, :, ::-1])  # like the images, unseen
+
+    def int8_output(calib_data):
+        net = optimize_for_inference(seeded_fcn(), X, precision='int8',
+                                     calib_data=calib_data)
+        assert {p for _, p in layer_precisions(net)[:-1]} <= \
+            REDUCED['int8']
+        return net(X)
+
+    y = int8_output(CALIB_TYPES[kind](CALIB))
+    assert isinstance(y, mx.np.ndarray if mode == 'numpy'
+                      else mx.nd.NDArray)
+    assert y.shape == (4, 21, 64, 96)
+    if mode not in NUMPY_CALIBRATED:
+        NUMPY_CALIBRATED[mode] = int8_output(CALIB).asnumpy()
+    # the same scales, so the same logits, as from the NumPy images
+    assert onp.array_equal(y.asnumpy(), NUMPY_CALIBRATED[mode])
+
+
+class Channels(mx.gluon.Block):
+    """(B, 3, H, W) -> the same, channels 1 and 2 swapped with `swap`:
+    the class (argmax) of each pixel where channel 0 is not the largest
+    changes."""
+
+    def __init__(self, swap):
+        super().__init__()
+        self.order = [0, 2, 1] if swap else [0, 1, 2]
+
+    def forward(self, x):
+        return array(x.asnumpy()[:, self.order])
+
+
+def test_classes_kept_counts_each_image_once_over_filled_batches(mode):
+    """7 images in batches of 3 (the last filled with the first images):
+    the share counts the 3 whose class does not change, once each."""
+    images = onp.zeros((7, 3, 4, 5), 'float32')
+    images[:, 1], images[:, 2] = 2, 1  # channel 1 wins: swap changes it
+    images[:3, 0] = 5  # channel 0 wins in the first three
+    X = zeros((3, 3, 4, 5))
+    kept = precision.classes_kept(Channels(True), Channels(False), images,
+                                  X)
+    assert kept == pytest.approx(3 / 7)
+
+
+@pytest.mark.parametrize('calib_data,says', [
+    (onp.zeros((2, 64, 96, 3)), 'expected (N, 3, H, W) images, got shape '
+                                '(2, 64, 96, 3)'),
+    (lambda: onp.zeros((3, 64, 96)), 'got shape (3, 64, 96)'),
+    (['a.jpg'], 'calib_data: not an array of images')])
+def test_unfit_calibration_images_are_one_line_errors(calib_data, says):
+    with pytest.raises(FCNError) as error:
+        precision.inference_net(build_fcn(21), zeros((1, 3, 64, 96)),
+                                'int8', calib_data)
+    assert says in str(error.value) and '\n' not in str(error.value)

@@ -30,9 +30,10 @@ def optimize_for_inference(net, X, quadrants=True, precision='fp32',
         rounding), 'bf16' or 'int8' (the backbone in that precision, the
         upsampler in float32; `gluon_fcn.fast.precision`). Where the
         machine cannot run it, a `PrecisionNote` warning and float32.
-    calib_data : (N, 3, H, W) images, a few training ones, or a function
-        returning them; int8 only (its scales are calibrated on them),
-        unless found in `int8_cache`.
+    calib_data : (N, 3, H, W) images, a few training ones (NumPy, an
+        `NDArray` or an `mxnet.numpy` array, in either mode), or a
+        function returning them; int8 only (its scales are calibrated on
+        them), unless found in `int8_cache`.
     int8_cache : str, optional
         File prefix of the int8 body (calibrated once, saved there).
 

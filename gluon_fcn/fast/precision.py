@@ -38,7 +38,7 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 from .. import threads
-from ..core.arrays import as_legacy, legacy, legacy_semantics, like
+from ..core.arrays import as_legacy, host, legacy, legacy_semantics, like
 from ..errors import FCNError
 from .native import cpu_flags
 from .upsample import for_inference
@@ -276,25 +276,47 @@ INT8_AGREEMENT = 0.985
 INT8_RECIPE = 2  # saved int8 nets of another recipe are calibrated again
 
 
+def calibration_array(calib_data):
+    """`calib_data` (NumPy, an `NDArray`, an `mxnet.numpy` array, or a
+    function returning one) as (N, 3, H, W) float32 NumPy images."""
+    images = calib_data() if callable(calib_data) else calib_data
+    try:
+        images = host(images).astype('float32')
+    except (TypeError, ValueError) as e:
+        raise FCNError(f'calib_data: not an array of images '
+                       f'({type(images).__name__}: {e})') from e
+    if images.ndim != 4 or images.shape[1] != 3 or not len(images):
+        raise FCNError(f'calib_data: expected (N, 3, H, W) images, got '
+                       f'shape {images.shape}')
+    return images
+
+
+def batches_like(images, X):
+    """(batch, how many of its images count) over `images` ((N, 3, H, W)
+    NumPy), in arrays shaped and flavoured like `X`: the last batch filled
+    with the first images, which count once."""
+    n, size = len(images), X.shape[0]
+    order = onp.arange(-(-n // size) * size) % n
+    for i in range(0, len(order), size):
+        x = legacy(images[order[i:i + size]]).as_in_context(X.context)
+        yield like(x, X), min(size, n - i)
+
+
 def classes_kept(net, reference, images, X):
     """The share of the pixels of `images` ((N, 3, H, W) NumPy) whose
-    class `net` gives as `reference` does, in batches shaped like `X` (the
-    last one filled with the first images, counted once)."""
-    n, batch = len(images), X.shape[0]
-    order = onp.arange(-(-n // batch) * batch) % n
+    class `net` gives as `reference` does, in batches shaped like `X`."""
     kept = total = 0
-    for i in range(0, len(order), batch):
-        x = like(legacy(images[order[i:i + batch]]).as_in_context(
-            X.context), X)
-        real = min(batch, n - i)
-        got, want = (m(x).argmax(axis=1)[:real] for m in (net, reference))
+    for x, real in batches_like(images, X):
+        got, want = (host(m(x).argmax(axis=1))[:real]
+                     for m in (net, reference))
         kept += int((got == want).sum())
         total += got.size
     return kept / total
 
 
 def int8_body(body, head, X, calib_data):
-    """`body` in int8 (`to_int8`, calibrated on `calib_data`), its residual
+    """`body` in int8 (`to_int8`, calibrated on `calib_data`, (N, 3, H, W)
+    NumPy images), its residual
     sums fused into the convolutions where that keeps the class of
     `INT8_AGREEMENT` of the calibration images' pixels against float32,
     else in float32."""
@@ -302,7 +324,7 @@ def int8_body(body, head, X, calib_data):
     reference = fuse(legacy_graph(body, X), X)
     kept = classes_kept(InferenceFCN(fused, head, 'int8'),
                         InferenceFCN(reference, head, 'fp32'),
-                        onp.asarray(calib_data), X)
+                        calib_data, X)
     if kept >= INT8_AGREEMENT:
         return fused
     return to_int8(legacy_graph(body, X, fused_sums=False), X, calib_data)
@@ -321,8 +343,9 @@ def inference_net(net, X, precision='fp32', calib_data=None,
     """`net` (from `build_fcn`) for forward passes in `precision` on
     batches shaped like `X`, as an `InferenceFCN`: its body converted and
     fused, its head in float32 (module docstring). int8 needs
-    `calib_data`, a few training images (N, 3, H, W) or a function
-    returning them, unless the int8 body is found at the prefix
+    `calib_data`, a few training images (N, 3, H, W) as NumPy, an
+    `NDArray` or an `mxnet.numpy` array, or a function returning them
+    (`calibration_array`), unless the int8 body is found at the prefix
     `int8_cache`, where a new calibration is saved."""
     body, head = split_at_upsampler(net)
     head.hybridize(static_alloc=True, static_shape=True)
@@ -334,8 +357,8 @@ def inference_net(net, X, precision='fp32', calib_data=None,
             if calib_data is None:
                 raise FCNError('int8 inference needs calibration images '
                                '(calib_data)')
-            graph = int8_body(body, head, X, calib_data() if callable(
-                calib_data) else calib_data)
+            graph = int8_body(body, head, X,
+                              calibration_array(calib_data))
             if int8_cache:
                 save_graph(graph, int8_cache)
         elif not graph:
