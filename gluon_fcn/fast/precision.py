@@ -37,70 +37,58 @@ import numpy as onp
 from mxnet import gluon
 from mxnet.gluon import nn
 
-from .. import threads
 from ..core.arrays import as_legacy, host, legacy, legacy_semantics, like
 from ..errors import FCNError
-from .native import cpu_flags
+from .cpu import no_units, onednn, precision_units, slower_than_fp32
 from .upsample import for_inference
 
 PRECISIONS = ('fp32', 'bf16', 'int8')
-# the CPU flags (/proc/cpuinfo) that run each precision faster than fp32,
-# best first, and the units they name
-UNITS = {'bf16': (('amx_bf16', 'AMX'), ('avx512_bf16', 'AVX-512 BF16')),
-         'int8': (('amx_int8', 'AMX'), ('avx512_vnni', 'AVX-512 VNNI'),
-                  ('avx_vnni', 'AVX-VNNI'), ('avx512bw', 'AVX-512'))}
+CHOICES = PRECISIONS + ('auto',)  # 'auto': `gluon_fcn.fast.auto`
 NUM_CALIB_EXAMPLES = 16
 
 
 class PrecisionNote(UserWarning):
-    """A precision this machine cannot run: the net runs in float32."""
+    """A precision this machine cannot run (the net runs in float32), or
+    runs slower than float32 (it runs as asked)."""
 
 
-def amx_allowed():
-    """Whether oneDNN may run AMX in this process (the tiles granted and
-    the ISA raised before MXNet loaded, `threads.enable_amx`)."""
-    return os.environ.get(threads.ISA_VAR) == threads.AMX_ISA
-
-
-def precision_units(precision, flags=None, amx=None):
-    """The CPU units `precision` runs on here ('AMX', 'AVX-512 BF16', ...,
-    'float32 units' for fp32), or None where none runs it faster than
-    float32. `flags` and `amx` default to this machine's."""
-    if precision == 'fp32':
-        return 'float32 units'
-    flags = set((cpu_flags() if flags is None else flags).split())
-    amx = amx_allowed() if amx is None else amx
-    for flag, units in UNITS[precision]:
-        if flag in flags and (amx or units != 'AMX'):
-            return units
+def unusable(precision, ctx, net=None):
+    """Why this machine cannot run `precision` for `net`, or None."""
+    if ctx.device_type != 'cpu':
+        return f'it runs on the CPU only, not {ctx}'
+    if not onednn():
+        return 'this MXNet has no oneDNN (MKLDNN)'
+    if precision != 'auto' and not precision_units(precision):
+        return no_units(precision)
+    if net is not None and upsampler_index(net) is None:
+        return ("it is for the chapter's 32s net, not a "
+                f'{type(net).__name__}')
     return None
 
 
 def usable_precision(precision, ctx=None, net=None):
     """`precision` if this machine runs it for `net`, else 'fp32' after
-    one `PrecisionNote` saying why."""
-    if precision not in PRECISIONS:
+    one `PrecisionNote` saying why (for 'auto', silently: float32 is the
+    one choice). Where it is known to run slower than float32
+    (`cpu.slower_than_fp32`), `precision` after one `PrecisionNote`
+    saying so: a user who asks for bf16 gets bf16's numbers."""
+    if precision not in CHOICES:
         raise FCNError(f'unknown precision {precision!r}; choose from '
-                       f'{", ".join(PRECISIONS)}')
+                       f'{", ".join(CHOICES)}')
     if precision == 'fp32':
         return precision
-    ctx = ctx or mx.cpu()
-    units = precision_units(precision)
-    if ctx.device_type != 'cpu':
-        reason = f'it runs on the CPU only, not {ctx}'
-    elif not mx.runtime.Features().is_enabled('MKLDNN'):
-        reason = 'this MXNet has no oneDNN (MKLDNN)'
-    elif not units:
-        names = ' or '.join(f for f, _ in UNITS[precision])
-        reason = f'this CPU has none of {names}'
-    elif net is not None and upsampler_index(net) is None:
-        reason = ("it is for the chapter's 32s net, not a "
-                  f'{type(net).__name__}')
-    else:
-        return precision
-    warnings.warn(f'{precision} inference: {reason}; running float32',
-                  PrecisionNote, stacklevel=3)
-    return 'fp32'
+    reason = unusable(precision, ctx or mx.cpu(), net)
+    if reason and precision == 'auto':
+        return 'fp32'
+    if reason:
+        warnings.warn(f'{precision} inference: {reason}; running float32',
+                      PrecisionNote, stacklevel=3)
+        return 'fp32'
+    slower = slower_than_fp32(precision)
+    if slower:
+        warnings.warn(f"{slower}; running {precision} as asked ('auto' "
+                      'picks the fastest)', PrecisionNote, stacklevel=3)
+    return precision
 
 
 class InferenceFCN(nn.Block):
@@ -111,6 +99,7 @@ class InferenceFCN(nn.Block):
     def __init__(self, body, head, precision, **kwargs):
         super().__init__(**kwargs)
         self.body, self.head, self.precision = body, head, precision
+        self.choice = None  # `fast.auto.Choice`, where 'auto' chose it
 
     def forward(self, x):
         with legacy_semantics():
