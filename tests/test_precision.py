@@ -15,6 +15,7 @@ from mxnet import np
 from gluon_fcn import threads
 from gluon_fcn.app import choices, runs
 from gluon_fcn.app.cli import main
+from gluon_fcn.app.exporting import export_net
 from gluon_fcn.core.dataset import read_split
 from gluon_fcn.core.evaluate import read_label
 from gluon_fcn.core.metrics import ConfusionMatrix
@@ -24,6 +25,7 @@ from gluon_fcn.errors import FCNError
 from gluon_fcn.fast import (InferenceFCN, PrecisionNote, auto, cpu,
                             layer_precisions, optimize_for_inference,
                             precision)
+from gluon_fcn.fast.export import load_mxnet
 
 # pixels whose class may change against float32 on the run below: 0.3%
 # (bf16) and 0.6% (int8) were measured (Xeon with AMX); the issue's floor
@@ -556,3 +558,58 @@ def test_rates_come_from_every_net_on_every_batch_in_turns():
     assert calls[:2] == [('a', 2), ('b', 2)]
     assert [t for t, _ in calls[2:]] == ['a'] * 3 + ['b'] * 3 + \
         ['a'] * 3 + ['b'] * 3
+
+
+def test_export_writes_int8_that_loads_in_either_mode_with_its_logits(
+        run, tmp_path, capsys):
+    units_or_skip('int8')
+    prefix = str(tmp_path / 'fcn-int8')
+    result = export_net(run, fmt='mxnet', out=prefix, shape=(64, 96),
+                        precision='int8')
+    assert result['precision'] == 'int8'
+    assert max(result['errors'].values()) < 1e-4  # against int8's logits
+    assert 'exported int8 on ' in capsys.readouterr().out
+    graph = json.load(open(prefix + '-symbol.json'))['nodes']
+    assert any(n['op'] == '_sg_mkldnn_conv' and
+               n.get('attrs', {}).get('quantized') == 'true' for n in graph)
+    X = onp.random.RandomState(0).uniform(-2, 2, (1, 3, 64, 96))
+    outputs = []
+    for numpy_mode in (True, False):
+        with mx.util.np_array(numpy_mode), mx.util.np_shape(numpy_mode):
+            y = load_mxnet(prefix)(array(X.astype('float32')))
+            assert isinstance(y, mx.np.ndarray) == numpy_mode
+            outputs.append(y.asnumpy())
+    assert outputs[0].shape == (1, 21, 64, 96)
+    assert onp.array_equal(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize('args,says', [
+    (['--format', 'mxnet', '--precision', 'bf16'],
+     '--precision bf16: does not export'),
+    (['--format', 'onnx', '--precision', 'int8'],
+     '--precision int8: --format onnx holds fp32 only')])
+def test_export_refuses_what_does_not_export_in_one_line(
+        run, tmp_path, capsys, args, says):
+    out = tmp_path / 'fcn'
+    assert main(['export', '--run', run, '--out', str(out)] + args) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f'gluon-fcn: error: {says}')
+    assert not os.listdir(tmp_path)
+
+
+def test_export_auto_takes_the_fastest_that_exports(
+        run, tmp_path, monkeypatch, capsys):
+    units_or_skip('int8')
+    units_or_skip('bf16')
+    run = copy_of_run(run, tmp_path / 'run')
+    monkeypatch.setattr(auto, 'images_per_second', fixed_rates(
+        {'fp32': 1.0, 'bf16': 3.0, 'int8': 2.0}))
+    monkeypatch.setattr(auto, 'AGREEMENT', 0.0)
+    prefix = str(tmp_path / 'fcn')
+    assert main(['export', '--run', run, '--format', 'mxnet', '--out',
+                 prefix, '--precision', 'auto']) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith('auto chose bf16: 3.0 img/s, ')
+    assert out[1] == 'exporting int8: bf16 does not export'
+    assert out[2].startswith('exported int8 on ')
+    assert os.path.isfile(prefix + '-0000.params')

@@ -168,6 +168,7 @@ def add_export_args(p):
                    'model)')
     p.add_argument('--dynamic', action='store_true', help='onnx: any '
                    'batch size, height and width')
+    add_precision_arg(p)
 
 
 def add_precision_arg(p):
@@ -429,8 +430,10 @@ def cmd_export(args):
     if args.dynamic and args.format != 'onnx':
         raise FCNError('--dynamic: goes with --format onnx (MXNet symbol '
                        'files take any input size)')
-    export_net(args.run, args.model, args.model_root, args.params,
-               args.format, args.out, shape, args.dynamic)
+    with precision_notes():
+        export_net(args.run, args.model, args.model_root, args.params,
+                   args.format, args.out, shape, args.dynamic,
+                   args.precision)
     return 0
 
 

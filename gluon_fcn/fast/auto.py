@@ -44,6 +44,13 @@ class Choice:
     def from_dict(cls, d):
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
 
+    def fastest(self, among=None):
+        """The fastest precision (of `among`, default all measured) that
+        keeps `AGREEMENT` of the pixels; fp32, the reference, always
+        does."""
+        return max((p for p in among or self.rates if p == 'fp32' or
+                    self.kept[p] >= AGREEMENT), key=self.rates.get)
+
     def describe(self):
         """One line: the choice, its rate and agreement, the others'."""
         def figures(p):
@@ -103,8 +110,8 @@ def choose_precision(net, X, calib_data, int8_cache=None, known=None):
     kept = {p: 1.0 if p == 'fp32' else
             classes_kept(nets[p], nets['fp32'], images, X) for p in nets}
     rates = images_per_second(nets, images[:TIMED_IMAGES], X)
-    best = max((p for p in nets if p == 'fp32' or kept[p] >= AGREEMENT),
-               key=rates.get)
-    chosen = nets[best]
-    chosen.choice = Choice(best, rates, kept, units, cpu_model())
+    choice = Choice('fp32', rates, kept, units, cpu_model())
+    choice.precision = choice.fastest()
+    chosen = nets[choice.precision]
+    chosen.choice = choice
     return chosen
