@@ -1,9 +1,10 @@
-"""int8 calibration at the chapter's size, as `optimize_for_inference`
-does it (issue 22): its time and this process's peak memory.
+"""int8 calibration, or `precision='auto'`'s measurement, at the
+chapter's size, as `optimize_for_inference` does it (issue 22): its time
+and this process's peak memory.
 
     python benchmarks/bench_calibration.py [--mode legacy|numpy]
         [--calib numpy|NDArray|mxnet.numpy] [--images 16] [--crop 320,480]
-        [--batch-size 1]
+        [--batch-size 1] [--precision int8|auto]
 
 The chapter's net (resnet18_v2, random weights) is quantized to int8 on
 `--images` random images of `--crop` given as `--calib`, in MXNet's
@@ -11,8 +12,10 @@ legacy or NumPy mode, for batches of `--batch-size` (1: as `predict` and
 `evaluate` run). The time covers what a first `--precision int8` costs a
 run: the calibration, the agreement passes against float32 and, where
 the sums fused lose classes, the second calibration with them apart
-(`sums_fused` says which). One JSON line: seconds, peak RSS in GB, the
-CPU.
+(`sums_fused` says which). With `--precision auto`, all of that and the
+bf16 net, and each net's rate on 8 of the images (`fast.auto`: random
+weights, so the agreement means nothing, the rates do). One JSON line:
+seconds, peak RSS in GB, the CPU, and auto's rates.
 """
 import argparse
 import json
@@ -42,6 +45,7 @@ def main(argv=None):
     p.add_argument('--images', type=int, default=16)
     p.add_argument('--crop', default='320,480')
     p.add_argument('--batch-size', type=int, default=1)
+    p.add_argument('--precision', choices=('int8', 'auto'), default='int8')
     args = p.parse_args(argv)
     crop = tuple(int(v) for v in args.crop.split(','))
     if args.mode == 'numpy':
@@ -51,13 +55,16 @@ def main(argv=None):
     calib = CALIB_TYPES[args.calib](images)
     X = zeros((args.batch_size, 3) + crop)
     tic = time.perf_counter()
-    net = optimize_for_inference(build_fcn(21), X, precision='int8',
-                                 calib_data=calib)
+    net = optimize_for_inference(build_fcn(21), X,
+                                 precision=args.precision, calib_data=calib)
     net(X).wait_to_read()
     seconds = time.perf_counter() - tic
+    rates = net.choice and {p: round(r, 2)
+                            for p, r in net.choice.rates.items()}
     print(json.dumps({'seconds': round(seconds, 1),
                       'peak_rss_gb': round(peak_rss_kib() / 2 ** 20, 2),
-                      'sums_fused': sums_fused(net),
+                      'sums_fused': args.precision == 'int8' and
+                      sums_fused(net), 'rates': rates,
                       'cpu': cpu_model(), **vars(args)}))
 
 

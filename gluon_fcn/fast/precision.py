@@ -22,7 +22,9 @@ cut in two, and `InferenceFCN` runs the parts one after the other:
   transposed convolution, was 1.8x slower in int8 and 1.4x in bf16
   (batch 4, 320x480).
 
-`layer_precisions` lists what each layer computes in. The skip heads
+What this CPU offers each precision, and where one is known to be slower
+than float32, is `fast.cpu`'s; 'auto', the fastest measured, is
+`fast.auto`'s. `layer_precisions` lists what each layer computes in. The skip heads
 (`SkipFCN`) run in float32 only. The graph is traced from `net` in the
 caller's mode and run under MXNet's legacy semantics (AMP and the
 quantizer take legacy arrays only); `InferenceFCN` takes and returns
