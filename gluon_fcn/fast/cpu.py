@@ -5,7 +5,8 @@ bf16 is faster than float32 on AMX (Intel Xeon 4th generation on), and on
 AMD's AVX-512 BF16 (the AMD EPYC here); on Intel's AVX-512 BF16 without
 AMX (Cooper Lake, or a Xeon whose AMX Linux did not grant) oneDNN's bf16
 convolutions ran slower than float32 (README, "Reduced precision").
-int8 is faster on AMX and VNNI, and on AVX-512 without VNNI.
+int8 ran faster than float32 on AMX and on AVX-512 VNNI; on AVX-512
+without VNNI it runs (oneDNN's AVX-512BW kernels), not measured here.
 
 `GLUON_FCN_CPU` fakes the CPU for these choices (not for compiling the
 native operators), so that the paths this CPU cannot take can be tried
