@@ -9,7 +9,9 @@ Rates are medians over `--repeat` timed iterations after warm-up. Each
 model runs alone in a subprocess, the models alternating over two rounds
 in one run of this script (in one process, the idle OpenMP threads of
 one framework spin while the other works and slow it down). The table
-names the CPU and the instruction set each framework's oneDNN reports.
+names the CPU, the units each precision runs on (AMX, AVX-512 BF16,
+VNNI), what `--precision auto` picks, and the instruction set each
+framework's oneDNN reports.
 With `--run`, the bf16 and int8 rows get their accuracy against float32
 on that run's validation images. Writes OUT.json and OUT.png;
 benchmarks/README.md explains the numbers.
@@ -42,8 +44,9 @@ from gluon_fcn.core.training import PixelSoftmaxCELoss
 from gluon_fcn.d2l import RGB_MEAN, RGB_STD
 from gluon_fcn.fast import (accelerate, make_loss, optimize_for_inference,
                             precision_units)
+from gluon_fcn.fast.cpu import slower_than_fp32, this_cpu
 from gluon_fcn.fast.native import cpu_flags, cpu_model
-from gluon_fcn.fast.precision import sums_fused
+from gluon_fcn.fast.precision import PRECISIONS, sums_fused
 from gluon_fcn.fast.upsample import use_quadrant_split
 
 NUM_CLASSES = 21
@@ -399,6 +402,14 @@ UNIT_FLAGS = ('avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_bf16',
               'amx_int8')
 
 
+def precision_paths():
+    """The units each precision runs on here, whether AMX runs, and why
+    bf16 is slower than fp32 where it is known to be (`fast.cpu`)."""
+    return {'precision_units': {p: precision_units(p) for p in PRECISIONS},
+            'amx': this_cpu().amx,
+            'slower_than_fp32': slower_than_fp32('bf16')}
+
+
 def machine():
     """CPU, cores, its bf16/int8 flags, each oneDNN's version and ISA,
     RAM, versions, threads, the load average and the date."""
@@ -408,6 +419,7 @@ def machine():
     return {'cpu': cpu_model(),
             'cores': os.cpu_count(),
             'cpu_flags': [f for f in UNIT_FLAGS if f in flags],
+            **precision_paths(),
             'mxnet_onednn': onednn_info('mxnet'),
             'torch_onednn': onednn_info('torch'),
             'ram_gb': round(ram / 2 ** 30, 1),
@@ -438,6 +450,41 @@ def accuracy_rows(run_dir, precisions):
         rows['int8']['sums_fused'] = sums_fused(
             load_run(run_dir, precision='int8')[0])
     return rows
+
+
+def auto_pick(rows, run_dir=None):
+    """What `--precision auto` picks: on `run_dir`, its choice (measured
+    as `gluon-fcn` measures it, or kept in RUN/auto.json); without a run,
+    the fastest inference row, by speed alone."""
+    if run_dir:
+        from gluon_fcn.app.runs import load_run
+        choice = load_run(run_dir, precision='auto')[0].choice
+        return choice and choice.to_dict()
+    rates = {p: rows[inference_row(p)]['forward'] for p in PRECISIONS
+             if 'forward' in rows.get(inference_row(p), {})}
+    return rates and {'precision': max(rates, key=rates.get),
+                      'rates': rates, 'kept': None}
+
+
+def precision_lines(m, auto):
+    """The CPU's bf16 / int8 / AMX paths and what `auto` picks."""
+    units = m['precision_units']
+    paths = '; '.join(f'{p} on {units[p] or "no units: fp32"}'
+                      for p in PRECISIONS)
+    lines = [f'precision paths: {paths}; AMX '
+             f'{"on" if m["amx"] else "off"}' +
+             (f'; {m["slower_than_fp32"]}' if m['slower_than_fp32']
+              else '')]
+    if not auto:
+        return lines + ['auto: not measured (no inference rows)']
+    p = auto['precision']
+    rate = f'{auto["rates"][p]:.1f} img/s'
+    if auto['kept'] is None:
+        return lines + [f'auto: {p} by speed alone ({rate}; the share of '
+                        'pixels kept needs --run)']
+    return lines + [f'auto: {p} on the run ({rate}, '
+                    f'{auto["kept"][p]:.1%} of the calibration pixels in '
+                    'their fp32 class)']
 
 
 def best(rows, names, kind):
@@ -530,6 +577,7 @@ def format_report(r):
     lines = [f'CPU: {m["cpu"]}, {m["cores"]} CPUs, '
              f'{", ".join(m["cpu_flags"]) or "no AVX-512"}; load average '
              f'{m["load_average"][0]} at the start']
+    lines += precision_lines(m, r.get('auto'))
     for fw in ('mxnet', 'torch'):
         info = m[f'{fw}_onednn']
         lines.append(f'{fw} oneDNN {info.get("version", "?")}: '
@@ -561,7 +609,8 @@ def format_report(r):
                  f' {s["chapter_minutes"]:.1f} min')
     lines.append('machine: ' + ', '.join(
         f'{k} {v}' for k, v in m.items() if k not in (
-            'cpu', 'cpu_flags', 'mxnet_onednn', 'torch_onednn')))
+            'cpu', 'cpu_flags', 'mxnet_onednn', 'torch_onednn',
+            'precision_units', 'amx', 'slower_than_fp32')))
     return '\n'.join(lines)
 
 
@@ -656,6 +705,7 @@ def main(argv=None):
     data_img_s = data_rate(args.crop, args.batch_size, repeat * 4,
                            8 if quick else 64)
     accuracy = accuracy_rows(args.run, args.precision) if args.run else {}
+    result['auto'] = auto_pick(rows, args.run)
     result.update(
         models=rows, components=components, matmul_gflops=matmul,
         data_img_s=data_img_s, accuracy=accuracy,

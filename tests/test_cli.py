@@ -380,7 +380,9 @@ def test_binary_dataset_with_its_own_class_list(tmp_path, capsys):
     mask = onp.array(Image.open(tmp_path / 'p' /
                                 (read_split(data, 'val')[0] + '.png')))
     assert set(onp.unique(mask)) <= {0, 1}
-    assert capsys.readouterr().out.split(': ')[1].strip() in (
+    running, found = capsys.readouterr().out.splitlines()
+    assert running.startswith('predicting in fp32 on ')
+    assert found.split(': ')[1] in (
         'background', 'background, object', 'object')
 
 

@@ -4,6 +4,8 @@ has learned something."""
 import json
 import logging
 import os
+import shutil
+import warnings
 
 import mxnet as mx
 import numpy as onp
@@ -11,16 +13,19 @@ import pytest
 from mxnet import np
 
 from gluon_fcn import threads
-from gluon_fcn.app import runs
+from gluon_fcn.app import choices, runs
 from gluon_fcn.app.cli import main
+from gluon_fcn.app.exporting import export_net
 from gluon_fcn.core.dataset import read_split
 from gluon_fcn.core.evaluate import read_label
 from gluon_fcn.core.metrics import ConfusionMatrix
 from gluon_fcn.core.model import build_fcn
-from gluon_fcn.core.arrays import zeros
+from gluon_fcn.core.arrays import array, zeros
 from gluon_fcn.errors import FCNError
-from gluon_fcn.fast import (InferenceFCN, PrecisionNote, layer_precisions,
-                            optimize_for_inference, precision)
+from gluon_fcn.fast import (InferenceFCN, PrecisionNote, auto, cpu,
+                            layer_precisions, optimize_for_inference,
+                            precision)
+from gluon_fcn.fast.export import load_mxnet
 
 # pixels whose class may change against float32 on the run below: 0.3%
 # (bf16) and 0.6% (int8) were measured (Xeon with AMX); the issue's floor
@@ -49,7 +54,7 @@ def background_only(voc_dir):
 
 
 def units_or_skip(name):
-    if precision.precision_units(name) is None:
+    if cpu.precision_units(name) is None:
         pytest.skip(f'this CPU has no units for {name}')
 
 
@@ -82,7 +87,7 @@ def test_amx_isa_is_raised_only_once_granted_and_a_users_cap_kept(
 def test_amx_permission_is_refused_on_a_cpu_without_amx():
     granted = threads.request_amx_permission()  # harmless to ask again
     assert isinstance(granted, bool)
-    if 'amx_tile' not in precision.cpu_flags().split():
+    if 'amx_tile' not in cpu.cpu_flags().split():
         assert not granted
 
 
@@ -96,13 +101,14 @@ def test_amx_permission_is_refused_on_a_cpu_without_amx():
     ('avx512bw avx512_vnni avx512_bf16 amx_bf16 amx_int8', True, 'AMX',
      'AMX')])
 def test_precision_units_follow_the_cpu_flags(flags, amx, bf16, int8):
-    assert precision.precision_units('bf16', flags, amx) == bf16
-    assert precision.precision_units('int8', flags, amx) == int8
-    assert precision.precision_units('fp32', flags, amx)
+    here = cpu.CPU('GenuineIntel', frozenset(flags.split()), amx)
+    assert cpu.precision_units('bf16', here) == bf16
+    assert cpu.precision_units('int8', here) == int8
+    assert cpu.precision_units('fp32', here)
 
 
 def test_a_precision_the_cpu_lacks_is_one_note_and_fp32(monkeypatch):
-    monkeypatch.setattr(precision, 'precision_units', lambda p: None)
+    monkeypatch.setenv(cpu.FAKE_VAR, 'GenuineIntel avx2 fma')
     X = np.random.uniform(size=(1, 3, 64, 64))
     net = build_fcn(21)
     expected = net(X).asnumpy()
@@ -200,7 +206,7 @@ def test_predict_takes_a_precision(run, synth_voc, tmp_path):
 
 def test_cli_notes_a_precision_the_cpu_lacks(run, synth_voc, monkeypatch,
                                              capsys):
-    monkeypatch.setattr(precision, 'precision_units', lambda p: None)
+    monkeypatch.setenv(cpu.FAKE_VAR, 'GenuineIntel avx2 fma')
     assert main(['evaluate', '--run', run, '--data', synth_voc,
                  '--precision', 'int8']) == 0
     captured = capsys.readouterr()
@@ -210,7 +216,7 @@ def test_cli_notes_a_precision_the_cpu_lacks(run, synth_voc, monkeypatch,
                      'of amx_int8 or avx512_vnni or avx_vnni or avx512bw; '
                      'running float32']
     assert 'int8 against' not in captured.out
-    assert 'labels, fp32)' in captured.out
+    assert 'labels, fp32 on AVX2, ' in captured.out  # the faked CPU's
 
 
 def test_inference_net_works_in_legacy_mode(legacy_mode):
@@ -273,3 +279,337 @@ def test_fused_upsampler_equals_the_chapter_layer(stride, hw, channels):
     for got, want, name in zip(twice[2:], expected[2:], ('dweight', 'dbias')):
         assert onp.abs(got - 2 * want).max() <= 4e-5 * onp.abs(want).max(), \
             name
+
+
+@pytest.fixture(params=['numpy', 'legacy'])
+def mode(request):
+    """Runs a test in MXNet's NumPy mode, then with it off (`mxnet_mode`
+    restores the mode after)."""
+    if request.param == 'legacy':
+        mx.npx.reset_np()
+    return request.param
+
+
+def seeded_fcn():
+    mx.random.seed(0)
+    return build_fcn(21)
+
+
+# ten images: more than a calibration batch (8) and than an X batch (4)
+CALIB = onp.random.RandomState(0).uniform(
+    -2, 2, (10, 3, 64, 96)).astype('float32')
+CALIB_TYPES = {'numpy': lambda a: a, 'NDArray': mx.nd.array,
+               'mxnet.numpy': mx.np.array,
+               'callable': lambda a: (lambda: mx.nd.array(a))}
+
+
+NUMPY_CALIBRATED = {}  # mode: the int8 output from NumPy images, once
+
+
+@pytest.mark.parametrize('kind', list(CALIB_TYPES))
+def test_int8_calibrates_alike_on_any_array_type_in_either_mode(mode, kind):
+    units_or_skip('int8')
+    X = array(CALIB[2:6][:, :, ::-1])  # like the images, unseen
+
+    def int8_output(calib_data):
+        net = optimize_for_inference(seeded_fcn(), X, precision='int8',
+                                     calib_data=calib_data)
+        assert {p for _, p in layer_precisions(net)[:-1]} <= \
+            REDUCED['int8']
+        return net(X)
+
+    y = int8_output(CALIB_TYPES[kind](CALIB))
+    assert isinstance(y, mx.np.ndarray if mode == 'numpy'
+                      else mx.nd.NDArray)
+    assert y.shape == (4, 21, 64, 96)
+    if mode not in NUMPY_CALIBRATED:
+        NUMPY_CALIBRATED[mode] = int8_output(CALIB).asnumpy()
+    # the same scales, so the same logits, as from the NumPy images
+    assert onp.array_equal(y.asnumpy(), NUMPY_CALIBRATED[mode])
+
+
+class Channels(mx.gluon.Block):
+    """(B, 3, H, W) -> the same, channels 1 and 2 swapped with `swap`:
+    the class (argmax) of each pixel where channel 0 is not the largest
+    changes."""
+
+    def __init__(self, swap):
+        super().__init__()
+        self.order = [0, 2, 1] if swap else [0, 1, 2]
+
+    def forward(self, x):
+        return array(x.asnumpy()[:, self.order])
+
+
+def test_classes_kept_counts_each_image_once_over_filled_batches(mode):
+    """7 images in batches of 3 (the last filled with the first images):
+    the share counts the 3 whose class does not change, once each."""
+    images = onp.zeros((7, 3, 4, 5), 'float32')
+    images[:, 1], images[:, 2] = 2, 1  # channel 1 wins: swap changes it
+    images[:3, 0] = 5  # channel 0 wins in the first three
+    X = zeros((3, 3, 4, 5))
+    kept = precision.classes_kept(Channels(True), Channels(False), images,
+                                  X)
+    assert kept == pytest.approx(3 / 7)
+
+
+@pytest.mark.parametrize('calib_data,says', [
+    (onp.zeros((2, 64, 96, 3)), 'expected (N, 3, H, W) images, got shape '
+                                '(2, 64, 96, 3)'),
+    (lambda: onp.zeros((3, 64, 96)), 'got shape (3, 64, 96)'),
+    (['a.jpg'], 'calib_data: not an array of images')])
+def test_unfit_calibration_images_are_one_line_errors(calib_data, says):
+    with pytest.raises(FCNError) as error:
+        precision.inference_net(build_fcn(21), zeros((1, 3, 64, 96)),
+                                'int8', calib_data)
+    assert says in str(error.value) and '\n' not in str(error.value)
+
+
+# CPUs faked through GLUON_FCN_CPU for the paths this one cannot take
+INTEL_AMX = ('GenuineIntel avx512f avx512bw avx512_vnni avx512_bf16 '
+             'amx_tile amx_bf16 amx_int8')
+INTEL_NO_AMX = 'GenuineIntel avx512f avx512bw avx512_vnni avx512_bf16'
+AMD_BF16 = 'AuthenticAMD avx512f avx512bw avx512_vnni avx512_bf16'
+NO_BF16_NO_VNNI = 'GenuineIntel avx2 fma'
+
+
+@pytest.mark.parametrize('flags,amx,slower', [
+    (INTEL_AMX, True, None),
+    (INTEL_AMX, False, 'bf16 is slower than fp32 on this CPU (AMX not '
+                       'granted by Linux)'),
+    (INTEL_NO_AMX, False, 'bf16 is slower than fp32 on this CPU (no AMX)'),
+    (AMD_BF16, False, None),
+    (NO_BF16_NO_VNNI, False, None)])  # no bf16 at all: fp32, another note
+def test_bf16_is_known_slower_on_intel_avx512_bf16_without_amx(
+        flags, amx, slower):
+    vendor, *rest = flags.split()
+    here = cpu.CPU(vendor, frozenset(rest), amx)
+    assert cpu.slower_than_fp32('bf16', here) == slower
+    assert cpu.slower_than_fp32('int8', here) is None
+
+
+def test_the_fake_cpu_names_vendor_flags_and_a_granted_amx(monkeypatch):
+    monkeypatch.setenv(cpu.FAKE_VAR, 'avx512f amx_bf16')
+    assert cpu.this_cpu() == cpu.CPU('GenuineIntel',
+                                     frozenset({'avx512f', 'amx_bf16'}),
+                                     True)
+    assert cpu.precision_units('bf16') == 'AMX'
+    assert cpu.precision_units('int8') is None
+    assert "faked as 'avx512f amx_bf16'" in cpu.cpu_path('bf16')
+    monkeypatch.setenv(cpu.FAKE_VAR, AMD_BF16)
+    assert cpu.this_cpu().vendor == 'AuthenticAMD'
+    assert cpu.cpu_path('int8').startswith('AVX-512 VNNI, ')
+
+
+@pytest.mark.parametrize('flags,note', [
+    (INTEL_NO_AMX, "bf16 is slower than fp32 on this CPU (no AMX); running "
+                   "bf16 as asked ('auto' picks the fastest)"),
+    (INTEL_AMX, None), (AMD_BF16, None)])
+def test_bf16_runs_as_asked_with_one_note_where_it_is_slower(
+        monkeypatch, flags, note):
+    """The choice for bf16 on a CPU where it runs slower than fp32: keep
+    bf16 (its numbers are what was asked for) and say so in one line."""
+    units_or_skip('bf16')  # this CPU's: the kernels are its own
+    monkeypatch.setenv(cpu.FAKE_VAR, flags)
+    X = np.random.uniform(size=(1, 3, 64, 64))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        net = optimize_for_inference(build_fcn(21), X, precision='bf16')
+    notes = [str(w.message) for w in caught
+             if w.category is PrecisionNote]
+    assert notes == ([note] if note else [])
+    assert net.precision == 'bf16'
+    assert {p for _, p in layer_precisions(net)[:-1]} == {'bfloat16'}
+
+
+@pytest.mark.parametrize('flags,says', [
+    (INTEL_NO_AMX, 'bf16 is slower than fp32 on this CPU (no AMX)'),
+    (NO_BF16_NO_VNNI, 'this CPU has none of amx_bf16 or avx512_bf16'),
+    (INTEL_AMX, 'bf16 training is not in gluon-fcn yet'),
+    (AMD_BF16, 'bf16 training is not in gluon-fcn yet')])
+def test_bf16_training_is_refused_in_one_line_saying_why(
+        monkeypatch, tmp_path, capsys, flags, says):
+    monkeypatch.setenv(cpu.FAKE_VAR, flags)
+    out = tmp_path / 'run'
+    assert main(['train', '--precision', 'bf16', '--out', str(out),
+                 '--data-dir', str(tmp_path / 'data')]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1
+    assert err[0].startswith('gluon-fcn: error: --precision bf16: ' + says)
+    assert err[0].endswith('; train in fp32')
+    assert not out.exists()  # refused before anything is written
+
+
+def test_predict_says_the_precision_and_cpu_path_and_notes_a_slow_one(
+        run, synth_voc, tmp_path, monkeypatch, capsys):
+    units_or_skip('bf16')
+    monkeypatch.setenv(cpu.FAKE_VAR, INTEL_NO_AMX)
+    image = os.path.join(synth_voc, 'JPEGImages',
+                         read_split(synth_voc, 'val')[0] + '.jpg')
+    for name, path in (('fp32', 'AVX-512'), ('bf16', 'AVX-512 BF16')):
+        assert main(['predict', '--run', run, '--out', str(tmp_path),
+                     '--precision', name, image]) == 0
+        captured = capsys.readouterr()
+        assert captured.out.startswith(f'predicting in {name} on {path}, ')
+        notes = captured.err.splitlines()
+        assert len(notes) == (name == 'bf16')
+        assert all(n.startswith('gluon-fcn: note: bf16 is slower than '
+                                'fp32 on this CPU (no AMX)') for n in notes)
+
+
+def copy_of_run(run, folder):
+    """A run folder with the trained net only: no auto.json, no int8/."""
+    os.makedirs(folder)
+    for name in ('config.json', 'fcn.params'):
+        shutil.copy(os.path.join(run, name), folder)
+    return str(folder)
+
+
+def fixed_rates(rates):
+    """`auto.images_per_second` replaced: the same rates every time, so
+    that the choice depends on the agreement only."""
+    def measure(nets, images, X):
+        return {p: rates[p] for p in nets}
+    return measure
+
+
+@pytest.mark.parametrize('agreement', [0.0, 1.01])
+def test_auto_takes_the_fastest_precision_that_keeps_the_classes(
+        mode, monkeypatch, agreement):
+    units_or_skip('int8')
+    units_or_skip('bf16')
+    rates = {'fp32': 1.0, 'bf16': 2.0, 'int8': 3.0}
+    monkeypatch.setattr(auto, 'images_per_second', fixed_rates(rates))
+    monkeypatch.setattr(auto, 'AGREEMENT', agreement)
+    X = array(CALIB[:2])
+    net = optimize_for_inference(seeded_fcn(), X, precision='auto',
+                                 calib_data=CALIB_TYPES['NDArray'](CALIB))
+    choice = net.choice
+    assert choice.kept['fp32'] == 1.0
+    assert all(0 < k <= 1 for k in choice.kept.values())
+    # none keeps more than all the pixels; fp32, the reference, counts
+    assert net.precision == choice.precision == \
+        ('int8' if agreement == 0 else 'fp32')
+    assert isinstance(net(X), mx.np.ndarray if mode == 'numpy'
+                      else mx.nd.NDArray)
+    line = choice.describe()
+    assert line.startswith(f'auto chose {net.precision}: '
+                           f'{rates[net.precision]:.1f} img/s, ')
+    assert f'{choice.kept[net.precision]:.1%} of the calibration pixels'\
+        in line and '\n' not in line
+
+
+def test_auto_is_measured_once_per_run_and_cpu_and_kept_beside_it(
+        run, synth_voc, tmp_path, monkeypatch, capsys):
+    units_or_skip('int8')
+    run = copy_of_run(run, tmp_path / 'run')
+    rates = {'fp32': 1.0, 'bf16': 2.0, 'int8': 3.0}
+    monkeypatch.setattr(auto, 'images_per_second', fixed_rates(rates))
+    monkeypatch.setattr(auto, 'AGREEMENT', 0.0)
+    assert main(['evaluate', '--run', run, '--data', synth_voc,
+                 '--precision', 'auto']) == 0
+    out = capsys.readouterr().out.splitlines()
+    kept = os.path.join(run, 'auto.json')
+    assert out[0].startswith('auto chose int8: 3.0 img/s, ')
+    assert out[0].endswith(f'; kept in {kept}')
+    assert 'labels, int8 on ' in out[1]
+    assert out[2].startswith('int8 against fp32: ')
+    saved = json.load(open(kept))
+    assert list(saved) == [cpu.cpu_model()]
+    assert saved[cpu.cpu_model()]['choice']['precision'] == 'int8'
+
+    def measured_again(*args):
+        raise AssertionError('measured again')
+    monkeypatch.setattr(auto, 'images_per_second', measured_again)
+    image = os.path.join(synth_voc, 'JPEGImages',
+                         read_split(synth_voc, 'val')[0] + '.jpg')
+    assert main(['predict', '--run', run, '--out', str(tmp_path / 'p'),
+                 '--precision', 'auto', image]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith('auto chose int8: 3.0 img/s, ')
+    assert out[1].startswith('predicting in int8 on ')
+    # another CPU model is measured on its own, the first one's kept
+    monkeypatch.setattr(auto, 'images_per_second', fixed_rates(rates))
+    monkeypatch.setattr(choices, 'cpu_model', lambda: 'Other CPU')
+    monkeypatch.setattr(auto, 'AGREEMENT', 1.01)
+    assert runs.load_run(run, precision='auto')[0].precision == 'fp32'
+    saved = json.load(open(kept))
+    assert {k: v['choice']['precision'] for k, v in saved.items()} == \
+        {cpu.cpu_model(): 'int8', 'Other CPU': 'fp32'}
+
+
+def test_rates_come_from_every_net_on_every_batch_in_turns():
+    calls = []
+
+    class Counting(mx.gluon.Block):
+        def __init__(self, name):
+            super().__init__()
+            self.tag = name
+
+        def forward(self, x):
+            calls.append((self.tag, x.shape[0]))
+            return x
+
+    nets = {'a': Counting('a'), 'b': Counting('b')}
+    rates = auto.images_per_second(nets, CALIB[:5], array(CALIB[:2]),
+                                   rounds=2)
+    assert set(rates) == {'a', 'b'} and all(r > 0 for r in rates.values())
+    # a warm-up batch each, then 3 batches of 2 (5 images) a round, in turn
+    assert calls[:2] == [('a', 2), ('b', 2)]
+    assert [t for t, _ in calls[2:]] == ['a'] * 3 + ['b'] * 3 + \
+        ['a'] * 3 + ['b'] * 3
+
+
+def test_export_writes_int8_that_loads_in_either_mode_with_its_logits(
+        run, tmp_path, capsys):
+    units_or_skip('int8')
+    prefix = str(tmp_path / 'fcn-int8')
+    result = export_net(run, fmt='mxnet', out=prefix, shape=(64, 96),
+                        precision='int8')
+    assert result['precision'] == 'int8'
+    assert max(result['errors'].values()) < 1e-4  # against int8's logits
+    assert 'exported int8 on ' in capsys.readouterr().out
+    graph = json.load(open(prefix + '-symbol.json'))['nodes']
+    assert any(n['op'] == '_sg_mkldnn_conv' and
+               n.get('attrs', {}).get('quantized') == 'true' for n in graph)
+    X = onp.random.RandomState(0).uniform(-2, 2, (1, 3, 64, 96))
+    outputs = []
+    for numpy_mode in (True, False):
+        with mx.util.np_array(numpy_mode), mx.util.np_shape(numpy_mode):
+            y = load_mxnet(prefix)(array(X.astype('float32')))
+            assert isinstance(y, mx.np.ndarray) == numpy_mode
+            outputs.append(y.asnumpy())
+    assert outputs[0].shape == (1, 21, 64, 96)
+    assert onp.array_equal(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize('args,says', [
+    (['--format', 'mxnet', '--precision', 'bf16'],
+     '--precision bf16: does not export'),
+    (['--format', 'onnx', '--precision', 'int8'],
+     '--precision int8: --format onnx holds fp32 only')])
+def test_export_refuses_what_does_not_export_in_one_line(
+        run, tmp_path, capsys, args, says):
+    out = tmp_path / 'fcn'
+    assert main(['export', '--run', run, '--out', str(out)] + args) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f'gluon-fcn: error: {says}')
+    assert not os.listdir(tmp_path)
+
+
+def test_export_auto_takes_the_fastest_that_exports(
+        run, tmp_path, monkeypatch, capsys):
+    units_or_skip('int8')
+    units_or_skip('bf16')
+    run = copy_of_run(run, tmp_path / 'run')
+    monkeypatch.setattr(auto, 'images_per_second', fixed_rates(
+        {'fp32': 1.0, 'bf16': 3.0, 'int8': 2.0}))
+    monkeypatch.setattr(auto, 'AGREEMENT', 0.0)
+    prefix = str(tmp_path / 'fcn')
+    assert main(['export', '--run', run, '--format', 'mxnet', '--out',
+                 prefix, '--precision', 'auto']) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith('auto chose bf16: 3.0 img/s, ')
+    assert out[1] == 'exporting int8: bf16 does not export'
+    assert out[2].startswith('exported int8 on ')
+    assert os.path.isfile(prefix + '-0000.params')

@@ -88,7 +88,9 @@ def test_predict_lists_classes_and_writes_masks_the_image_size(
     gcv = import_gluoncv()
     names = gcv.data.ADE20KSegmentation.CLASSES
     ade_palette = gcv.utils.viz.segmentation.adepallete
-    printed = capsys.readouterr().out.splitlines()
+    running, *printed = capsys.readouterr().out.splitlines()
+    assert running.startswith('predicting in fp32 on ')
+    assert len(printed) == len(images)
     for path, line in zip(images, printed):
         width, height = Image.open(path).size
         stem = str(out / os.path.basename(path)[:-4])

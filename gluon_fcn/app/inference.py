@@ -18,9 +18,12 @@ from ..core.predict import predict_sliding
 from ..core.training import evaluate, seed_everything
 from ..core.zoo import load_pretrained
 from ..errors import FCNError
+from ..fast.cpu import cpu_path
 from ..fast.export import OnnxNet
+from ..fast.native import cpu_model
 from . import figures
 from .checks import read_checked_image
+from .choices import choice_path
 from .config import TrainConfig
 from .runs import data_folder, load_run, parse_devices
 from .trained_on import synthetic_note
@@ -89,6 +92,22 @@ def image_files(paths):
             yield os.path.join(path, name), None
 
 
+def precision_line(net, ctx=None):
+    """What `net` computes in and where: 'int8 on AVX-512 VNNI, AMD
+    EPYC', 'fp32 on onnxruntime, AMD EPYC', 'fp32 on gpu(0)'."""
+    if isinstance(net, OnnxNet):
+        return f'fp32 on onnxruntime, {cpu_model()}'
+    precision = getattr(net, 'precision', 'fp32')
+    return f'{precision} on {cpu_path(precision, ctx)}'
+
+
+def print_choice(net, run_dir):
+    """With `--precision auto`: what it measured and chose, one line."""
+    choice = getattr(net, 'choice', None)
+    if choice is not None:
+        print(f'{choice.describe()}; kept in {choice_path(run_dir)}')
+
+
 def predict_files(net, legend, paths, out_dir, window, stride=None,
                   ctx=None, details=False):
     """Segment image files (a folder: its image files, by name) whole, by
@@ -153,6 +172,7 @@ def evaluate_run(run_dir, data, data_dir, split='val', labels='voc',
                                  labels=labels)
     voc_dir = data_folder(config)
     index_labels = resolve_classes(config.classes, voc_dir)[1]
+    print_choice(net, run_dir)
     if crops:
         return crop_accuracy(net, config, voc_dir, split, batch_size, seed,
                              json_path, index_labels)
@@ -195,7 +215,7 @@ def score_images(net, legend, voc_dir, split, labels, json_path, window,
     print(f'{split}: pixel acc {metrics["pixel_acc"]:.3f}, mean acc '
           f'{metrics["mean_acc"]:.3f}, mean IoU {metrics["mean_iou"]:.3f}, '
           f'fw IoU {metrics["fw_iou"]:.3f} on {metrics["images"]} whole '
-          f'images ({labels} labels, {precision})')
+          f'images ({labels} labels, {precision_line(net, ctx)})')
     if reference is not None:
         print(format_against_fp32(metrics['against_reference'], precision))
     if json_path:
@@ -228,7 +248,7 @@ def crop_accuracy(net, config, voc_dir, split, batch_size, seed, json_path,
                 'labels': config.labels}
     print(f'{split} accuracy {acc:.3f} on {len(dataset)} images '
           f'({config.crop[0]}x{config.crop[1]} random crops, '
-          f'{config.labels} labels)')
+          f'{config.labels} labels, {precision_line(net)})')
     if json_path:
         save_json(result, json_path)
     return result

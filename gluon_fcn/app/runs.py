@@ -7,13 +7,13 @@ parameters, hard-linked where the disk allows; legacy NDArray format,
 loadable with MXNet's NumPy mode on or off),
 `curves.png`, `predictions.png` and `metrics.json`, and once a command
 asks for int8, `int8/fcn-<hash of fcn.params>-{symbol.json,0000.params}`
-(the calibrated int8 net). Every file is written atomically; the
-checkpoint's JSON is written last and marks it complete.
+(the calibrated int8 net), and for auto, `auto.json` (`choices`). Every
+file is written atomically; the checkpoint's JSON is written last and
+marks it complete.
 """
 import contextlib
 import dataclasses
 import glob
-import hashlib
 import os
 import re
 import shutil
@@ -42,6 +42,7 @@ from ..dist import worker as dist
 from ..errors import FCNError, WriteError, os_cause
 from . import figures
 from .checks import check_dataset
+from .choices import params_key, save_choice, saved_choice
 from .config import TrainConfig
 from .trained_on import data_record
 
@@ -280,6 +281,9 @@ def fit(config, resume=False, overwrite=False, progress=True):
     worker prints a checksum of its final parameters. Works in either
     MXNet mode.
     """
+    if config.precision != 'fp32':
+        raise FCNError(f'--precision {config.precision}: '
+                       f'{fast.cpu.bf16_training_refusal()}; train in fp32')
     out = config.out
     kvstore = dist.create_kvstore(config.kvstore)
     rank, num_workers = dist.rank_of(kvstore)
@@ -439,24 +443,27 @@ def load_run(run_dir, ctx=None, flag='--run', precision='fp32'):
     the flavour of the MXNet mode in force. With `precision` 'bf16' or
     'int8', the backbone runs in it (`gluon_fcn.fast.precision`); int8 is
     calibrated on the run's training images once, and kept in the run's
-    `int8/` folder."""
+    `int8/` folder. 'auto' measures the fastest that keeps the classes
+    (`gluon_fcn.fast.auto`) once per CPU model, kept in `auto.json`
+    (`choices`); the net's `choice` says what was measured."""
     net, config = read_run(run_dir, ctx, flag)
+    known = saved_choice(run_dir) if precision == 'auto' else None
     net = fast.optimize_for_inference(
         net, zeros((1, 3) + config.crop, ctx=ctx or mx.cpu()),
         quadrants=False, precision=precision,
         calib_data=lambda: calibration_images(config),
-        int8_cache=int8_cache(run_dir) if precision == 'int8' else None)
+        int8_cache=int8_cache(run_dir) if precision in ('int8', 'auto')
+        else None, choice=known)
+    if getattr(net, 'choice', None) and not known:
+        save_choice(run_dir, net.choice)
     return net, config
 
 
 def int8_cache(run_dir):
     """The file prefix of the run's calibrated int8 net, named after its
-    fcn.params and the int8 recipe, so a resumed run, or a new recipe, is
-    calibrated again; older ones are removed."""
-    with open(os.path.join(run_dir, 'fcn.params'), 'rb') as f:
-        key = hashlib.sha1(f.read())
-    key.update(str(fast.precision.INT8_RECIPE).encode())
-    key = key.hexdigest()[:12]
+    fcn.params and the int8 recipe (`params_key`), so a resumed run, or a
+    new recipe, is calibrated again; older ones are removed."""
+    key = params_key(run_dir)
     prefix = os.path.join(run_dir, 'int8', f'fcn-{key}')
     for path in glob.glob(os.path.join(glob.escape(run_dir), 'int8', '*')):
         if not os.path.basename(path).startswith(f'fcn-{key}-'):

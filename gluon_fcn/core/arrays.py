@@ -83,6 +83,13 @@ def legacy(X):
                        else X.dtype)
 
 
+def host(x):
+    """`x` (NumPy, an `NDArray` or an `mxnet.numpy` array) as a NumPy
+    array: MXNet's copied out, NumPy's as it is. (`onp.asarray` of an
+    `NDArray` makes an object array of scalars, an element at a time.)"""
+    return x.asnumpy() if hasattr(x, 'asnumpy') else onp.asarray(x)
+
+
 def like(x, ref):
     """`x` in the flavour of `ref` (no copy)."""
     return as_numpy(x) if is_numpy(ref) else as_legacy(x)

@@ -82,6 +82,29 @@ def export_mxnet(net, path, shape=(320, 480)):
     return files
 
 
+def export_int8(net, path, shape=(320, 480)):
+    """Write an `InferenceFCN` in int8 (`optimize_for_inference`) as
+    `export_mxnet` writes a net: its body quantized and fused by oneDNN,
+    then its head as the chapter's transposed convolutions, in float32;
+    returns the files' paths. Call with NumPy mode off."""
+    use_chapter_layers(net.head)  # the same numbers, MXNet's operators
+    net(mx.nd.zeros((1, 3) + tuple(shape)))  # traces the body's graph
+    files = [f'{path}-symbol.json', f'{path}-0000.params']
+    with tempfile.TemporaryDirectory() as tmp:
+        net.body.export(os.path.join(tmp, 'body'))
+        y = mx.sym.load(os.path.join(tmp, 'body-symbol.json'))
+        arrays = mx.nd.load(os.path.join(tmp, 'body-0000.params'))
+        for layer in net.head:
+            y = layer(y)
+            arrays.update({f'arg:{p.name}': p.data()
+                           for p in layer.collect_params().values()})
+        with atomic_path(files[0]) as part:
+            y.save(part)
+        with atomic_path(files[1]) as part:
+            mx.nd.save(part, arrays)
+    return files
+
+
 def load_mxnet(path, ctx=None):
     """The net `export_mxnet(net, path)` wrote, as a `gluon.SymbolBlock`
     in the flavour of the MXNet mode in force."""

@@ -22,7 +22,9 @@ cut in two, and `InferenceFCN` runs the parts one after the other:
   transposed convolution, was 1.8x slower in int8 and 1.4x in bf16
   (batch 4, 320x480).
 
-`layer_precisions` lists what each layer computes in. The skip heads
+What this CPU offers each precision, and where one is known to be slower
+than float32, is `fast.cpu`'s; 'auto', the fastest measured, is
+`fast.auto`'s. `layer_precisions` lists what each layer computes in. The skip heads
 (`SkipFCN`) run in float32 only. The graph is traced from `net` in the
 caller's mode and run under MXNet's legacy semantics (AMP and the
 quantizer take legacy arrays only); `InferenceFCN` takes and returns
@@ -37,70 +39,58 @@ import numpy as onp
 from mxnet import gluon
 from mxnet.gluon import nn
 
-from .. import threads
-from ..core.arrays import as_legacy, legacy, legacy_semantics, like
+from ..core.arrays import as_legacy, host, legacy, legacy_semantics, like
 from ..errors import FCNError
-from .native import cpu_flags
+from .cpu import no_units, onednn, precision_units, slower_than_fp32
 from .upsample import for_inference
 
 PRECISIONS = ('fp32', 'bf16', 'int8')
-# the CPU flags (/proc/cpuinfo) that run each precision faster than fp32,
-# best first, and the units they name
-UNITS = {'bf16': (('amx_bf16', 'AMX'), ('avx512_bf16', 'AVX-512 BF16')),
-         'int8': (('amx_int8', 'AMX'), ('avx512_vnni', 'AVX-512 VNNI'),
-                  ('avx_vnni', 'AVX-VNNI'), ('avx512bw', 'AVX-512'))}
+CHOICES = PRECISIONS + ('auto',)  # 'auto': `gluon_fcn.fast.auto`
 NUM_CALIB_EXAMPLES = 16
 
 
 class PrecisionNote(UserWarning):
-    """A precision this machine cannot run: the net runs in float32."""
+    """A precision this machine cannot run (the net runs in float32), or
+    runs slower than float32 (it runs as asked)."""
 
 
-def amx_allowed():
-    """Whether oneDNN may run AMX in this process (the tiles granted and
-    the ISA raised before MXNet loaded, `threads.enable_amx`)."""
-    return os.environ.get(threads.ISA_VAR) == threads.AMX_ISA
-
-
-def precision_units(precision, flags=None, amx=None):
-    """The CPU units `precision` runs on here ('AMX', 'AVX-512 BF16', ...,
-    'float32 units' for fp32), or None where none runs it faster than
-    float32. `flags` and `amx` default to this machine's."""
-    if precision == 'fp32':
-        return 'float32 units'
-    flags = set((cpu_flags() if flags is None else flags).split())
-    amx = amx_allowed() if amx is None else amx
-    for flag, units in UNITS[precision]:
-        if flag in flags and (amx or units != 'AMX'):
-            return units
+def unusable(precision, ctx, net=None):
+    """Why this machine cannot run `precision` for `net`, or None."""
+    if ctx.device_type != 'cpu':
+        return f'it runs on the CPU only, not {ctx}'
+    if not onednn():
+        return 'this MXNet has no oneDNN (MKLDNN)'
+    if precision != 'auto' and not precision_units(precision):
+        return no_units(precision)
+    if net is not None and upsampler_index(net) is None:
+        return ("it is for the chapter's 32s net, not a "
+                f'{type(net).__name__}')
     return None
 
 
 def usable_precision(precision, ctx=None, net=None):
     """`precision` if this machine runs it for `net`, else 'fp32' after
-    one `PrecisionNote` saying why."""
-    if precision not in PRECISIONS:
+    one `PrecisionNote` saying why (for 'auto', silently: float32 is the
+    one choice). Where it is known to run slower than float32
+    (`cpu.slower_than_fp32`), `precision` after one `PrecisionNote`
+    saying so: a user who asks for bf16 gets bf16's numbers."""
+    if precision not in CHOICES:
         raise FCNError(f'unknown precision {precision!r}; choose from '
-                       f'{", ".join(PRECISIONS)}')
+                       f'{", ".join(CHOICES)}')
     if precision == 'fp32':
         return precision
-    ctx = ctx or mx.cpu()
-    units = precision_units(precision)
-    if ctx.device_type != 'cpu':
-        reason = f'it runs on the CPU only, not {ctx}'
-    elif not mx.runtime.Features().is_enabled('MKLDNN'):
-        reason = 'this MXNet has no oneDNN (MKLDNN)'
-    elif not units:
-        names = ' or '.join(f for f, _ in UNITS[precision])
-        reason = f'this CPU has none of {names}'
-    elif net is not None and upsampler_index(net) is None:
-        reason = ("it is for the chapter's 32s net, not a "
-                  f'{type(net).__name__}')
-    else:
-        return precision
-    warnings.warn(f'{precision} inference: {reason}; running float32',
-                  PrecisionNote, stacklevel=3)
-    return 'fp32'
+    reason = unusable(precision, ctx or mx.cpu(), net)
+    if reason and precision == 'auto':
+        return 'fp32'
+    if reason:
+        warnings.warn(f'{precision} inference: {reason}; running float32',
+                      PrecisionNote, stacklevel=3)
+        return 'fp32'
+    slower = slower_than_fp32(precision)
+    if slower:
+        warnings.warn(f"{slower}; running {precision} as asked ('auto' "
+                      'picks the fastest)', PrecisionNote, stacklevel=3)
+    return precision
 
 
 class InferenceFCN(nn.Block):
@@ -111,6 +101,7 @@ class InferenceFCN(nn.Block):
     def __init__(self, body, head, precision, **kwargs):
         super().__init__(**kwargs)
         self.body, self.head, self.precision = body, head, precision
+        self.choice = None  # `fast.auto.Choice`, where 'auto' chose it
 
     def forward(self, x):
         with legacy_semantics():
@@ -276,25 +267,47 @@ INT8_AGREEMENT = 0.985
 INT8_RECIPE = 2  # saved int8 nets of another recipe are calibrated again
 
 
+def calibration_array(calib_data):
+    """`calib_data` (NumPy, an `NDArray`, an `mxnet.numpy` array, or a
+    function returning one) as (N, 3, H, W) float32 NumPy images."""
+    images = calib_data() if callable(calib_data) else calib_data
+    try:
+        images = host(images).astype('float32')
+    except (TypeError, ValueError) as e:
+        raise FCNError(f'calib_data: not an array of images '
+                       f'({type(images).__name__}: {e})') from e
+    if images.ndim != 4 or images.shape[1] != 3 or not len(images):
+        raise FCNError(f'calib_data: expected (N, 3, H, W) images, got '
+                       f'shape {images.shape}')
+    return images
+
+
+def batches_like(images, X):
+    """(batch, how many of its images count) over `images` ((N, 3, H, W)
+    NumPy), in arrays shaped and flavoured like `X`: the last batch filled
+    with the first images, which count once."""
+    n, size = len(images), X.shape[0]
+    order = onp.arange(-(-n // size) * size) % n
+    for i in range(0, len(order), size):
+        x = legacy(images[order[i:i + size]]).as_in_context(X.context)
+        yield like(x, X), min(size, n - i)
+
+
 def classes_kept(net, reference, images, X):
     """The share of the pixels of `images` ((N, 3, H, W) NumPy) whose
-    class `net` gives as `reference` does, in batches shaped like `X` (the
-    last one filled with the first images, counted once)."""
-    n, batch = len(images), X.shape[0]
-    order = onp.arange(-(-n // batch) * batch) % n
+    class `net` gives as `reference` does, in batches shaped like `X`."""
     kept = total = 0
-    for i in range(0, len(order), batch):
-        x = like(legacy(images[order[i:i + batch]]).as_in_context(
-            X.context), X)
-        real = min(batch, n - i)
-        got, want = (m(x).argmax(axis=1)[:real] for m in (net, reference))
+    for x, real in batches_like(images, X):
+        got, want = (host(m(x).argmax(axis=1))[:real]
+                     for m in (net, reference))
         kept += int((got == want).sum())
         total += got.size
     return kept / total
 
 
 def int8_body(body, head, X, calib_data):
-    """`body` in int8 (`to_int8`, calibrated on `calib_data`), its residual
+    """`body` in int8 (`to_int8`, calibrated on `calib_data`, (N, 3, H, W)
+    NumPy images), its residual
     sums fused into the convolutions where that keeps the class of
     `INT8_AGREEMENT` of the calibration images' pixels against float32,
     else in float32."""
@@ -302,7 +315,7 @@ def int8_body(body, head, X, calib_data):
     reference = fuse(legacy_graph(body, X), X)
     kept = classes_kept(InferenceFCN(fused, head, 'int8'),
                         InferenceFCN(reference, head, 'fp32'),
-                        onp.asarray(calib_data), X)
+                        calib_data, X)
     if kept >= INT8_AGREEMENT:
         return fused
     return to_int8(legacy_graph(body, X, fused_sums=False), X, calib_data)
@@ -321,8 +334,9 @@ def inference_net(net, X, precision='fp32', calib_data=None,
     """`net` (from `build_fcn`) for forward passes in `precision` on
     batches shaped like `X`, as an `InferenceFCN`: its body converted and
     fused, its head in float32 (module docstring). int8 needs
-    `calib_data`, a few training images (N, 3, H, W) or a function
-    returning them, unless the int8 body is found at the prefix
+    `calib_data`, a few training images (N, 3, H, W) as NumPy, an
+    `NDArray` or an `mxnet.numpy` array, or a function returning them
+    (`calibration_array`), unless the int8 body is found at the prefix
     `int8_cache`, where a new calibration is saved."""
     body, head = split_at_upsampler(net)
     head.hybridize(static_alloc=True, static_shape=True)
@@ -334,8 +348,8 @@ def inference_net(net, X, precision='fp32', calib_data=None,
             if calib_data is None:
                 raise FCNError('int8 inference needs calibration images '
                                '(calib_data)')
-            graph = int8_body(body, head, X, calib_data() if callable(
-                calib_data) else calib_data)
+            graph = int8_body(body, head, X,
+                              calibration_array(calib_data))
             if int8_cache:
                 save_graph(graph, int8_cache)
         elif not graph:
