@@ -47,8 +47,19 @@ demo: $(VENV)/.installed-cpu
 		"$(DEMO_RUN)/eval_iou.png, $(DEMO_RUN)/eval_best_worst.png" \
 		"and $(DEMO_RUN)/predict/"
 
+# then the numerical tests again, each pass in its own process, with oneDNN
+# held to a lower instruction set: the kernels other CPUs take (README,
+# "Development"); ORDER=reverse or ORDER=random:SEED reorders the suite
+ORDER ?= file
+LOWER_ISAS := AVX2 AVX512_CORE
+
 test: $(VENV)/.installed-test
-	$(PY) -m pytest
+	$(PY) -m pytest --order $(ORDER)
+	@for isa in $(LOWER_ISAS); do \
+		echo "== the numerical tests under DNNL_MAX_CPU_ISA=$$isa"; \
+		DNNL_MAX_CPU_ISA=$$isa $(PY) -m pytest -q -m numerical \
+			--order $(ORDER) || exit 1; \
+	done
 
 # the lessons in JupyterLab (notebooks/, README "Lessons")
 lab: $(VENV)/.installed-notebooks

@@ -149,7 +149,9 @@ def test_predict_takes_a_folder_s_images_by_name(run, synth_voc, tmp_path,
     assert main(['predict', '--run', run, '--out', str(out), str(photos),
                  str(empty)]) == 1  # the empty folder failed
     captured = capsys.readouterr()
-    assert [line.split(': ')[0] for line in captured.out.splitlines()] == [
+    lines = captured.out.splitlines()
+    assert lines[0].startswith('predicting in fp32 on ')
+    assert [line.split(': ')[0] for line in lines[1:]] == [
         str(photos / 'a.JPG'), str(photos / 'b.jpg')]
     assert sorted(os.listdir(out)) == ['a.png', 'a_overlay.png', 'b.png',
                                        'b_overlay.png']
@@ -174,7 +176,7 @@ def test_evaluate_crops_is_the_chapter_s_seeded_accuracy(run, synth_voc,
         figures.append(json.load(open(path)))
         captured = capsys.readouterr()
         assert_synthetic_note_once(captured.err, run)
-        assert '(96x128 random crops, voc labels)' in captured.out
+        assert '(96x128 random crops, voc labels, fp32 on ' in captured.out
     assert figures[0] == figures[1]
     assert 0 <= figures[0]['accuracy'] <= 1 and figures[0]['split'] == 'val'
 

@@ -8,6 +8,8 @@ from gluon_fcn.d2l import (conv_output_size, corr2d, kernel2matrix,
                               trans_conv, trans_conv_output_size,
                               upsampling_params)
 
+pytestmark = pytest.mark.numerical  # again under lower ISAs
+
 
 def test_chapter_convolution_values():
     X = np.arange(1, 17).reshape(1, 1, 4, 4).astype('float32')

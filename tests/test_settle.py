@@ -19,6 +19,8 @@ import pytest
 from gluon_fcn.core.arrays import as_legacy, zeros
 from gluon_fcn.core.model import build_fcn
 
+pytestmark = pytest.mark.numerical  # again under lower ISAs
+
 DONE = threading.Event()
 
 

@@ -10,6 +10,8 @@ from gluon_fcn.core.dataset import SegDataset
 from gluon_fcn.core.model import build_fcn
 from gluon_fcn.core.training import seed_everything
 
+pytestmark = pytest.mark.numerical  # again under lower ISAs
+
 torch = pytest.importorskip('torch')
 tp = pytest.importorskip('gluon_fcn.compare.torch_port')
 C = pytest.importorskip('gluon_fcn.compare.recipes')

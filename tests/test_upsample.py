@@ -11,6 +11,8 @@ from gluon_fcn.threads import default_omp_threads, physical_cores
 from gluon_fcn.fast.upsample import (QuadrantConv2DTranspose,
                                      is_quadrant_split, use_quadrant_split)
 
+pytestmark = pytest.mark.numerical  # again under lower ISAs
+
 
 def transposed_conv(channels, kernel, stride, pad, seed=0):
     """A Conv2DTranspose with random weights and bias."""

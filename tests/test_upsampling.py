@@ -7,6 +7,8 @@ from mxnet.gluon import nn
 from gluon_fcn.core import upsampling as U
 from gluon_fcn.errors import FCNError
 
+pytestmark = pytest.mark.numerical  # again under lower ISAs
+
 
 def random_maps(*shape, seed=0):
     return onp.random.RandomState(seed).rand(*shape).astype('float32')
