@@ -14,6 +14,7 @@ import mxnet as mx
 import numpy as onp
 from mxnet import gluon
 
+from ..core.arrays import settle
 from ..errors import FCNError
 
 def is_distributed(kvstore):
@@ -123,6 +124,7 @@ def params_sha1(net, ctx=None):
     gradient; BatchNorm's running statistics are each worker's own), as
     bytes in sorted name order."""
     digest = hashlib.sha1()
+    settle()  # the weights are read below
     params = net._collect_params_with_prefix()
     for name in sorted(params):
         if params[name].grad_req != 'null':

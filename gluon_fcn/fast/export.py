@@ -27,7 +27,7 @@ import mxnet as mx
 import numpy as onp
 from mxnet import gluon
 
-from ..core.arrays import is_numpy, like, to_mode
+from ..core.arrays import is_numpy, like, settle, to_mode
 from ..core.checkpoint import load_legacy
 from ..core.files import atomic_path
 from ..core.labels import Legend
@@ -89,6 +89,7 @@ def export_int8(net, path, shape=(320, 480)):
     returns the files' paths. Call with NumPy mode off."""
     use_chapter_layers(net.head)  # the same numbers, MXNet's operators
     net(mx.nd.zeros((1, 3) + tuple(shape)))  # traces the body's graph
+    settle()  # the weights are saved below
     files = [f'{path}-symbol.json', f'{path}-0000.params']
     with tempfile.TemporaryDirectory() as tmp:
         net.body.export(os.path.join(tmp, 'body'))
