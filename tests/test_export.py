@@ -11,6 +11,7 @@ from gluon_fcn.app.runs import read_run
 from gluon_fcn.core.arrays import array
 from gluon_fcn.core.synthetic import make_synthetic_voc
 from gluon_fcn.fast.export import OnnxNet, load_mxnet, max_relative_error
+from gluon_fcn.fast.native import cpu_model
 from gluon_fcn.fast.upsample import QuadrantConv2DTranspose, find_layers
 
 pytest.importorskip('onnxruntime')
@@ -96,7 +97,10 @@ def test_predict_onnx_writes_the_run_s_masks(run, onnx_dynamic, tiny_voc,
         assert main(['predict'] + source + ['--out', str(tmp_path / folder)]
                     + images) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[:2] == out[2:]  # the same lines for the run and its export
+    # each says what it computes on, then the same line an image
+    assert out[0].startswith('predicting in fp32 on ')
+    assert out[3] == f'predicting in fp32 on onnxruntime, {cpu_model()}'
+    assert out[1:3] == out[4:]
     for path in images:
         png = os.path.basename(path)[:-4] + '.png'
         masks = [onp.array(Image.open(tmp_path / f / png))
