@@ -206,6 +206,8 @@ NUMBERS = [
     ('launch', ['--workers', '1'], '--servers', '0', '--servers must be a '
      'positive integer'),
     ('launch', [], '--workers', '-1', '--workers must be a positive'),
+    ('launch', ['--workers', '2', '--', 'train'], '--lr', 'nan',
+     '--lr must be a positive finite number, got nan'),
     ('predict', RUN + ['--out', 'x'], '--window', 'nan,32',
      '--window nan,32: write HEIGHT,WIDTH'),
     ('predict', RUN + ['--out', 'x'], '--stride', '0,16',
@@ -240,7 +242,7 @@ def test_numbers_that_make_no_sense_are_one_line(command, before, flag,
     argv = [command, *before, f'{flag}={value}']
     if command == 'train':
         argv += ['--out', str(tmp_path / 'run')]
-    if command == 'launch':
+    if command == 'launch' and '--' not in argv:
         argv += ['--', 'train']
     if command == 'predict':
         argv.append('a.jpg')

@@ -351,12 +351,15 @@ def cmd_train(args):
 
 
 def launch_command(args):
-    """The `train` arguments after `--`, checked to use a dist kvstore."""
+    """The `train` arguments after `--`, checked to use a dist kvstore
+    and to hold numbers that make sense (before any process starts)."""
     command = args.job[1:] if args.job[:1] == ['--'] else args.job
     if command[:1] != ['train']:
         raise FCNError('launch: give the job after --, e.g. -- train '
                        '--kvstore dist_sync ...')
-    kvstore = build_parser().parse_args(command).kvstore
+    job = build_parser().parse_args(command)
+    config_from_args(job)
+    kvstore = job.kvstore
     if 'dist' not in kvstore:
         raise FCNError(f'launch: the workers would not talk to each other '
                        f'with --kvstore {kvstore}; pass --kvstore dist_sync')

@@ -761,7 +761,11 @@ MXReturnValue upForward(const Attrs& attrs, std::vector<MXTensor>* inputs,
       !shaped(op, outputs->at(0), want[0]))
     return MX_FAIL;
   const Upsample u(up, inputs->at(0).shape, inputs->at(1).shape[1]);
-  const RowsFn rows = rows_for(u.s);  // not null: parse checked s
+  const RowsFn rows = rows_for(u.s);
+  if (rows == nullptr) {  // parse allows only the strides it has
+    MX_ERROR_MSG << op << ": no kernel for stride " << u.s;
+    return MX_FAIL;
+  }
   const float* x = inputs->at(0).data<float>();
   const float* w = inputs->at(1).data<float>();
   const float* bias = inputs->at(2).data<float>();
