@@ -331,7 +331,8 @@ def test_synth_command_writes_a_voc_folder(tmp_path, capsys):
                                              for i in range(3)]
     assert len(os.listdir(out / 'JPEGImages')) == 5
     assert main(['synth', '--out', str(out), '--train', '0']) == 2
-    assert '--train must be positive' in capsys.readouterr().err
+    assert '--train must be a positive integer, got 0' in \
+        capsys.readouterr().err
 
 
 def test_head_backbone_and_layers_are_recorded_and_rebuilt(synth_voc,

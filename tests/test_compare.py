@@ -249,8 +249,9 @@ def test_verdict_reads_each_step_against_the_controls():
 
 def test_compare_bad_flags(capsys):
     assert main(['compare', '--steps', '0']) == 2
-    assert '--steps must be positive' in capsys.readouterr().err
+    assert '--steps must be a positive integer' in capsys.readouterr().err
     assert main(['compare', '--crop', '60,90']) == 2
     assert 'multiples of 32' in capsys.readouterr().err
     assert main(['compare', '--controls', '0']) == 2
-    assert '--controls must be positive' in capsys.readouterr().err
+    assert '--controls must be a positive integer' in \
+        capsys.readouterr().err

@@ -12,6 +12,7 @@ the write helper.
 import contextlib
 import errno
 import json
+import math
 import os
 import re
 import shlex
@@ -99,9 +100,11 @@ def fails(args, capsys):
 
 
 def one_line(err):
-    """The lines of stderr besides progress bars."""
+    """The lines of stderr besides progress bars and the note that a run
+    was trained on synthetic data (test_cli checks that one)."""
     return [line.strip() for line in re.split('[\r\n]', err)
-            if line.strip() and not re.match(r'[\w /]+:\s+\d+%', line)]
+            if line.strip() and not re.match(r'[\w /]+:\s+\d+%', line)
+            and 'was trained on synthetic data' not in line]
 
 
 def train_args(data, out, epochs):
@@ -378,6 +381,33 @@ def test_unreadable_inputs_are_named(tiny_voc, run, tmp_path):
              f'while reading {params}']),
         (1, [f'{denied} {image}'])]  # the other images would be written
     assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('lr', math.nan, 'lr must be a positive finite number, got nan'),
+    ('crop', [320, -480], 'crop must be two positive multiples of 32, got '
+     '[320, -480]'),
+    ('epochs', 0, 'epochs must be a positive integer, got 0'),
+    ('seed', -1, 'seed must be an integer from 0 to 4294967295, got -1'),
+])
+def test_a_run_config_json_with_numbers_that_make_no_sense(
+        field, value, message, run, tiny_voc, tmp_path, capsys):
+    """A hand-edited config.json (issue 25): predict, evaluate and train
+    --resume each stop in one line naming the file."""
+    folder = str(tmp_path / 'run')
+    shutil.copytree(run, folder)
+    path = os.path.join(folder, 'config.json')
+    with open(path) as f:
+        config = json.load(f)
+    with open(path, 'w') as f:
+        json.dump(dict(config, **{field: value}), f)  # NaN as JSON writes it
+    image = os.path.join(tiny_voc, 'JPEGImages', 'synth_000000.jpg')
+    for argv in (['predict', '--run', folder, '--out', str(tmp_path / 'p'),
+                  image],
+                 ['evaluate', '--run', folder, '--data', tiny_voc],
+                 ['train', '--resume', '--out', folder, '--data', tiny_voc]):
+        assert fails(argv, capsys) == f'{path}: {message}', argv
+    assert not os.path.exists(tmp_path / 'p')
 
 
 def test_a_read_only_output_folder(tiny_voc, run, tmp_path):

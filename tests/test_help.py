@@ -87,8 +87,9 @@ def test_every_subcommand_takes_debug():
 @pytest.mark.parametrize('argv, message', [
     (['train', '--crop', '100,128'], '--crop 100,128: both sides must be'),
     (['train', '--crop', 'big'], '--crop big: write HEIGHT,WIDTH'),
-    (['train', '--epochs', '0'], '--epochs must be positive'),
-    (['train', '--batch-size', '-1'], '--batch-size must be positive'),
+    (['train', '--epochs', '0'], '--epochs must be a positive integer, got 0'),
+    (['train', '--batch-size', '-1'],
+     '--batch-size must be a positive integer, got -1'),
     (['train', '--devices', 'tpu:0'], "--devices: cannot read 'tpu:0'"),
     (['train', '--data', '/no/such/folder'], '--data: /no/such/folder is'),
     (['train', '--classes', 'one'], '--classes one: give at least two'),
@@ -124,24 +125,27 @@ def test_every_subcommand_takes_debug():
     (['evaluate', '--run', '/no/run', '--batch-size', '4'],
      '--batch-size: only with --crops'),
     (['evaluate', '--run', '/no/run', '--crops', '--batch-size', '0'],
-     '--batch-size must be positive'),
+     '--batch-size must be a positive integer, got 0'),
     (['evaluate', '--run', '/no/run'], '--run /no/run: not a run folder'),
     (['train', '--devices', 'gpu:0'], '--devices: gpu:0 does not exist'),
-    (['train', '--synth-train', '0'], '--synth-train must be positive'),
-    (['train', '--keep-checkpoints', '-1'], '--keep-checkpoints must be'),
+    (['train', '--synth-train', '0'],
+     '--synth-train must be a positive integer, got 0'),
+    (['train', '--keep-checkpoints', '-1'],
+     '--keep-checkpoints must be a non-negative integer, got -1'),
     (['train', '--data-dir', '/proc/no/such', '--synth-train', '3',
       '--synth-val', '2'], '--data-dir /proc/no/such: no such file or '
      'directory while creating /proc/no/such/'),
     (['compare', '--data', '/no/such/folder'],
      '--data: /no/such/folder is not a folder'),
-    (['compare', '--synth-scale', '0'], '--synth-scale must be positive'),
+    (['compare', '--synth-scale', '0'],
+     '--synth-scale must be a positive finite number, got 0.0'),
     (['compare', '--classes', 'one'], '--classes one: give at least two'),
-    (['compare', '--lr', '0'], '--lr must be positive'),
-    (['synth', '--val', '0'], '--val must be positive'),
+    (['compare', '--lr', '0'], '--lr must be a positive finite number'),
+    (['synth', '--val', '0'], '--val must be a positive integer, got 0'),
     (['synth', '--out', '/proc/no/such'], '--out /proc/no/such: no such '
      'file or directory while creating /proc/no/such/JPEGImages'),
     (['launch', '--workers', '0', '--', 'train'],
-     '--workers must be positive'),
+     '--workers must be a positive integer, got 0'),
     (['launch', '--workers', '1', '--launcher', 'ssh', '--', 'train'],
      'launch --launcher ssh: give the machines with --hosts'),
 ])
@@ -162,6 +166,104 @@ def test_errors_are_one_line_naming_a_flag_of_the_subcommand(
     named = set(re.findall(r'(?<![\w-])--[a-z][a-z0-9-]*', err))
     assert named <= own, named - own
     assert not (tmp_path / 'run').exists()
+
+
+# NaN, the infinities, and zero or negative values where they make no
+# sense (issue 25): every numeric flag of every subcommand
+RUN = ['--run', '/no/run']
+NUMBERS = [
+    ('train', [], '--lr', 'nan', '--lr must be a positive finite number, '
+     'got nan'),
+    ('train', [], '--lr', 'inf', 'got inf'),
+    ('train', [], '--lr', '-0.1', 'got -0.1'),
+    ('train', [], '--lr', '1e-400', 'got 0.0'),
+    ('train', [], '--wd', 'nan', '--wd must be a non-negative finite number'),
+    ('train', [], '--wd', '-inf', 'got -inf'),
+    ('train', [], '--epochs', 'nan', "argument --epochs: invalid int value: "
+     "'nan'"),
+    ('train', [], '--batch-size', '0', '--batch-size must be a positive '
+     'integer'),
+    ('train', [], '--crop', 'nan,480', '--crop nan,480: write HEIGHT,WIDTH'),
+    ('train', [], '--crop', '0,480', '--crop 0,480: both sides must be '
+     'positive'),
+    ('train', [], '--scale', 'nan,2', '--scale nan,2: need 0 < LOW <= HIGH, '
+     'both finite'),
+    ('train', [], '--scale', '0.5,inf', 'both finite'),
+    ('train', [], '--scale', '0,1', 'need 0 < LOW'),
+    ('train', [], '--seed', '-1', '--seed must be an integer from 0 to '
+     '4294967295, got -1'),
+    ('train', [], '--seed', str(2 ** 32), 'got 4294967296'),
+    ('train', [], '--workers', '-1', '--workers must be a non-negative '
+     'integer, got -1'),
+    ('train', [], '--synth-train', '-3', '--synth-train must be a positive '
+     'integer'),
+    ('train', [], '--synth-val', '0', '--synth-val must be a positive '
+     'integer'),
+    ('train', [], '--synth-scale', 'nan', '--synth-scale must be a positive '
+     'finite number, got nan'),
+    ('train', [], '--synth-scale', 'inf', 'got inf'),
+    ('synth', [], '--train', '0', '--train must be a positive integer'),
+    ('synth', [], '--val', 'inf', "argument --val: invalid int value"),
+    ('synth', [], '--seed', '-2', '--seed must be an integer from 0'),
+    ('launch', ['--workers', '1'], '--servers', '0', '--servers must be a '
+     'positive integer'),
+    ('launch', [], '--workers', '-1', '--workers must be a positive'),
+    ('launch', ['--workers', '2', '--', 'train'], '--lr', 'nan',
+     '--lr must be a positive finite number, got nan'),
+    ('predict', RUN + ['--out', 'x'], '--window', 'nan,32',
+     '--window nan,32: write HEIGHT,WIDTH'),
+    ('predict', RUN + ['--out', 'x'], '--stride', '0,16',
+     '--stride 0,16: both sides must be positive'),
+    ('evaluate', RUN + ['--crops'], '--batch-size', '-1',
+     '--batch-size must be a positive integer'),
+    ('evaluate', RUN, '--seed', '-1', '--seed must be an integer from 0'),
+    ('evaluate', RUN, '--window', '-32,32', '--window -32,32: both sides'),
+    ('export', RUN + ['--format', 'onnx', '--out', 'x'], '--shape', '0,0',
+     '--shape 0,0: both sides must be positive'),
+    ('compare', [], '--lr', 'nan', '--lr must be a positive finite number, '
+     'got nan'),
+    ('compare', [], '--steps', '0', '--steps must be a positive integer'),
+    ('compare', [], '--epochs', '-1', '--epochs must be a positive integer'),
+    ('compare', [], '--batch-size', '0', '--batch-size must be a positive'),
+    ('compare', [], '--controls', '-1', '--controls must be a positive'),
+    ('compare', [], '--crop', '31,32', '--crop 31,32: both sides must be'),
+    ('compare', [], '--seed', '-1', '--seed must be an integer from 0'),
+    ('compare', [], '--synth-train', '0', '--synth-train must be a positive'),
+    ('compare', [], '--synth-val', '-1', '--synth-val must be a positive'),
+    ('compare', [], '--synth-scale', '-inf', '--synth-scale must be a '
+     'positive finite number, got -inf'),
+]
+
+
+@pytest.mark.parametrize('command, before, flag, value, message', NUMBERS)
+def test_numbers_that_make_no_sense_are_one_line(command, before, flag,
+                                                 value, message, tmp_path,
+                                                 capsys):
+    """Exit 2 and one line naming the flag: no traceback (`--lr nan`
+    was MXNet's multi_sgd_update), no usage block."""
+    argv = [command, *before, f'{flag}={value}']
+    if command == 'train':
+        argv += ['--out', str(tmp_path / 'run')]
+    if command == 'launch' and '--' not in argv:
+        argv += ['--', 'train']
+    if command == 'predict':
+        argv.append('a.jpg')
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('gluon-fcn: error: '), err
+    assert message in err and flag in err
+    assert len(err.splitlines()) == 1, err
+    assert not (tmp_path / 'run').exists()
+
+
+def test_argparse_s_own_errors_are_one_line_too(capsys):
+    for argv in (['train', '--bogus'], ['trian'], ['predict']):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith('gluon-fcn: error: ') and \
+            len(err.splitlines()) == 1, err
+    with pytest.raises(FCNError, match='unknown flag --bogus'):
+        main(['train', '--bogus', '--debug'])
 
 
 def test_the_formatter_marks_required_flags_and_switches():

@@ -1,4 +1,4 @@
-"""The native operators (gluon_fcn/csrc) and the fast model they make,
+"""The native operators (gluon_fcn/fast/csrc) and the fast model they make,
 against MXNet's own operators and the chapter's layers (issue 5)."""
 import os
 import subprocess
@@ -63,6 +63,20 @@ def test_fused_loss_is_nan_where_the_logits_are():
     logits[1, 2, 3, 3] = onp.nan
     l = fused_pixel_nll(np.array(logits), np.zeros((2, 4, 4)))
     assert onp.isfinite(l[0].item()) and onp.isnan(l[1].item())
+
+
+def test_fused_loss_refuses_labels_that_are_not_numbers():
+    """NaN and inf labels are an error (MXNet's `pick` would read them as
+    class 0); an integral float ignore_label is taken as the integer."""
+    logits = np.zeros((1, 3, 2, 2))
+    for bad in (onp.nan, onp.inf):
+        y = onp.zeros((1, 2, 2), dtype='float32')
+        y[0, 1, 0] = bad
+        with pytest.raises(mx.MXNetError, match='labels must be finite'):
+            fused_pixel_nll(logits, np.array(y)).asnumpy()
+    y = np.array([[[255, 1], [0, 255]]])
+    assert fused_pixel_nll(logits, y, 255.0).item() == \
+        fused_pixel_nll(logits, y, 255).item() == pytest.approx(onp.log(3))
 
 
 def test_the_loss_uses_the_native_operator_only_where_it_can_run():
@@ -134,9 +148,11 @@ def python(code, **env):
 
 
 def test_operators_build_into_an_empty_cache(tmp_path):
-    """What a fresh machine does on first use: compile, cache, load."""
+    """What a fresh machine does on first use: compile, cache, load; with
+    -Werror added, so that a warning of -Wall -Wextra fails it."""
     proc = python('from gluon_fcn.fast import native; print(native.load(), '
-                  'native.library_path())', GLUON_FCN_CACHE=str(tmp_path))
+                  'native.library_path())', GLUON_FCN_CACHE=str(tmp_path),
+                  GLUON_FCN_CXXFLAGS='-Werror')
     loaded, path = proc.stdout.split()
     assert loaded == 'True', proc.stderr
     assert os.path.dirname(path) == str(tmp_path) and os.path.isfile(path)

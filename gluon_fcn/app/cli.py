@@ -2,8 +2,9 @@
 
 The `train` flags are generated from `TrainConfig`, so `--help` shows the
 one set of defaults. Users' mistakes end in one line, `gluon-fcn: error:
-...`, and exit 2. The commands run with MXNet's NumPy mode on (the 2nd
-edition's), switched on for the command only.
+...`, and exit 2: argparse's own too (an unknown flag, 'x' for a number),
+without its usage block (`--help` has it). The commands run with MXNet's
+NumPy mode on (the 2nd edition's), switched on for the command only.
 """
 import argparse
 import contextlib
@@ -13,6 +14,7 @@ import sys
 import warnings
 
 from ..compare import CONTROLS
+from ..core import numeric
 from ..core.labels import LABEL_CONVENTIONS
 from ..errors import FCNError, WriteError
 from . import interrupts
@@ -55,12 +57,9 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def positive(flag, value, low=0):
-    """`value` must exceed `low` (be positive by default)."""
-    if value is not None and value <= low:
-        word = 'positive' if low == 0 else f'greater than {low}'
-        raise FCNError(f'{flag} must be {word}, not {value}')
-    return value
+def optional_count(flag, value):
+    """A flag whose default is None: a positive integer when given."""
+    return value if value is None else numeric.count(flag, value)
 
 
 def parse_windows(args):
@@ -303,13 +302,6 @@ def flags(parser):
             for s in a.option_strings]
 
 
-def positive_sizes(args):
-    """The counts and sizes train and compare share must be positive."""
-    for flag in ('--epochs', '--batch-size', '--synth-train', '--synth-val',
-                 '--synth-scale'):
-        positive(flag, getattr(args, flag[2:].replace('-', '_')))
-
-
 def one_device(spec):
     """--device names one device (checked before a net loads)."""
     from .runs import parse_device
@@ -322,10 +314,7 @@ RESUME_FLAGS = ('epochs', 'keep_checkpoints')
 
 def train_config(args):
     """The run's TrainConfig: the flags, or the saved one under --resume
-    (with the `RESUME_FLAGS` given on the line)."""
-    positive_sizes(args)
-    positive('--workers', args.num_workers, low=-1)
-    positive('--keep-checkpoints', args.keep_checkpoints, low=-1)
+    (with the `RESUME_FLAGS` given on the line), checked."""
     config = config_from_args(args)
     saved = os.path.join(args.out, 'config.json')
     if args.resume and os.path.isfile(saved):
@@ -342,8 +331,9 @@ def train_config(args):
 
 def cmd_synth(args):
     from ..core.synthetic import make_synthetic_voc
-    positive('--train', args.train)
-    positive('--val', args.val)
+    numeric.count('--train', args.train)
+    numeric.count('--val', args.val)
+    numeric.seed('--seed', args.seed)
     try:
         make_synthetic_voc(args.out, args.train, args.val, seed=args.seed,
                            binary=args.binary)
@@ -365,12 +355,15 @@ def cmd_train(args):
 
 
 def launch_command(args):
-    """The `train` arguments after `--`, checked to use a dist kvstore."""
+    """The `train` arguments after `--`, checked to use a dist kvstore
+    and to hold numbers that make sense (before any process starts)."""
     command = args.job[1:] if args.job[:1] == ['--'] else args.job
     if command[:1] != ['train']:
         raise FCNError('launch: give the job after --, e.g. -- train '
                        '--kvstore dist_sync ...')
-    kvstore = build_parser().parse_args(command).kvstore
+    job = build_parser().parse_args(command)
+    config_from_args(job)
+    kvstore = job.kvstore
     if 'dist' not in kvstore:
         raise FCNError(f'launch: the workers would not talk to each other '
                        f'with --kvstore {kvstore}; pass --kvstore dist_sync')
@@ -379,8 +372,8 @@ def launch_command(args):
 
 def cmd_launch(args):
     from ..dist.launch import launch
-    positive('--workers', args.workers)
-    positive('--servers', args.servers)
+    numeric.count('--workers', args.workers)
+    numeric.count('--servers', args.servers)
     if args.launcher == 'ssh' and not args.hosts:
         raise FCNError('launch --launcher ssh: give the machines with '
                        '--hosts FILE')
@@ -412,7 +405,8 @@ def cmd_predict(args):
 def cmd_evaluate(args):
     from .inference import evaluate_model, evaluate_run
     check_net_args(args)
-    positive('--batch-size', args.batch_size)
+    optional_count('--batch-size', args.batch_size)
+    numeric.seed('--seed', args.seed)
     one_device(args.device)
     if args.batch_size and not args.crops:
         raise FCNError('--batch-size: only with --crops (whole images go '
@@ -467,10 +461,9 @@ def rerun_synchronously(argv):
 
 
 def cmd_compare(args):
-    positive('--steps', args.steps)
-    positive_sizes(args)
-    positive('--lr', args.lr)
-    positive('--controls', args.controls)
+    optional_count('--steps', args.steps)
+    numeric.count('--controls', args.controls)
+    config = config_from_args(args)
     if args.dtype == 'float64' and \
             os.environ.get('MXNET_ENGINE_TYPE') != SYNCHRONOUS:
         return rerun_synchronously(args.argv)
@@ -479,7 +472,7 @@ def cmd_compare(args):
     except ImportError as e:
         raise FCNError(f'compare needs PyTorch ({e}): pip install '
                        "'gluon-fcn[compare]' (torch==2.13.0, CPU)")
-    run_compare(config_from_args(args), args.settings, args.out,
+    run_compare(config, args.settings, args.out,
                 args.steps, args.backbone, args.dtype, args.controls)
     return 0
 
@@ -509,6 +502,8 @@ def main(argv=None):
     try:
         args = build_parser().parse_args(argv)
     except ParseError as e:
+        if '--debug' in argv:
+            raise
         return fail(e)
     args.argv = argv
     try:

@@ -2,12 +2,17 @@
 
 `TrainConfig` holds every default and a line of help per field; the
 `train` command's flags are generated from it (`add_config_args`), and a
-run folder keeps the final config as `config.json`. Parsers for the
-flags' values live here too.
+run folder keeps the final config as `config.json`. Its numbers are
+checked however it is made (`check`: NaN, infinities, and zero or
+negative counts, sizes and rates are refused, naming the field, or the
+flag where they came from one). Parsers for the flags' values live here
+too.
 """
 import dataclasses
+import math
 import os
 
+from ..core import numeric
 from ..core.files import load_json
 from ..core.labels import LABEL_CONVENTIONS
 from ..core.model import BACKBONES, HEADS, UPSAMPLER_INITS
@@ -20,7 +25,8 @@ KVSTORES = ('device', 'local', 'dist_sync', 'dist_device_sync',
 
 
 def option(default, help, **argparse):
-    """A config field: its default, one line of help, and argparse extras
+    """A config field: its default, one line of help, `check(name, value)`
+    (the value, else an FCNError naming `name`) and argparse extras
     (`choices`, `metavar`, `parse` for values that are not plain)."""
     return dataclasses.field(default=default,
                              metadata=dict(help=help, **argparse))
@@ -62,9 +68,45 @@ def parse_scale(text, flag='--scale'):
         low, high = (float(v) for v in text.split(','))
     except ValueError:
         raise FCNError(f'{flag} {text}: write LOW,HIGH, e.g. 0.5,2.0')
-    if not 0 < low <= high:
-        raise FCNError(f'{flag} {text}: need 0 < LOW <= HIGH')
+    if not (0 < low <= high and math.isfinite(high)):
+        raise FCNError(f'{flag} {text}: need 0 < LOW <= HIGH, both finite')
     return low, high
+
+
+def pair(name, value):
+    """`value` as a tuple, if it is two of anything (a JSON list, say)."""
+    if not (isinstance(value, (tuple, list)) and len(value) == 2):
+        raise FCNError(f'{name} must be two numbers, got '
+                       f'{numeric.shown(value)}')
+    return tuple(value)
+
+
+def check_crop(name, value):
+    """Two positive integers, multiples of 32 (`parse_crop`)."""
+    h, w = pair(name, value)
+    if not all(numeric.is_integer(v) and v > 0 and v % 32 == 0
+               for v in (h, w)):
+        raise FCNError(f'{name} must be two positive multiples of 32, got '
+                       f'{list(value)}')
+    return h, w
+
+
+def check_scale(name, value):
+    """Finite LOW <= HIGH, both positive (`parse_scale`)."""
+    low, high = pair(name, value)
+    numeric.real(f'{name} LOW', low)
+    numeric.real(f'{name} HIGH', high)
+    if low > high:
+        raise FCNError(f'{name} must have LOW <= HIGH, got {list(value)}')
+    return low, high
+
+
+def non_negative_count(name, value):
+    return numeric.count(name, value, low=0)
+
+
+def non_negative_real(name, value):
+    return numeric.real(name, value, positive=False)
 
 
 @dataclasses.dataclass
@@ -74,12 +116,15 @@ class TrainConfig:
                        '(downloaded) or a VOC-layout folder')
     out: str = option(os.path.join('runs', 'fcn'), 'the run folder',
                       metavar='DIR')
-    epochs: int = option(5, 'training epochs (the chapter: 5)')
-    batch_size: int = option(32, 'examples a step, over all devices')
+    epochs: int = option(5, 'training epochs (the chapter: 5)',
+                         check=numeric.count)
+    batch_size: int = option(32, 'examples a step, over all devices',
+                             check=numeric.count)
     crop: tuple = option((320, 480), 'random crop HEIGHT,WIDTH, multiples '
-                         'of 32', parse=parse_crop, metavar='H,W')
-    lr: float = option(0.1, 'SGD learning rate')
-    wd: float = option(1e-3, 'SGD weight decay')
+                         'of 32', parse=parse_crop, metavar='H,W',
+                         check=check_crop)
+    lr: float = option(0.1, 'SGD learning rate', check=numeric.real)
+    wd: float = option(1e-3, 'SGD weight decay', check=non_negative_real)
     devices: str = option('auto', "'auto' (every GPU, else the CPU), or "
                           'e.g. cpu:0,cpu:1 or gpu:0,gpu:1', metavar='LIST')
     pretrained: bool = option(False, "the backbone's ImageNet weights "
@@ -104,9 +149,11 @@ class TrainConfig:
     scale: tuple = option(None, 'augment with random rescaling LOW,HIGH '
                           'before the crop, e.g. 0.5,2.0 (default: off, as '
                           'in the chapter)', parse=parse_scale,
-                          metavar='LOW,HIGH')
-    seed: int = option(0, 'seed of every random generator')
-    num_workers: int = option(0, 'data loader processes', flag='--workers')
+                          metavar='LOW,HIGH', check=check_scale)
+    seed: int = option(0, 'seed of every random generator',
+                       check=numeric.seed)
+    num_workers: int = option(0, 'data loader processes', flag='--workers',
+                              check=non_negative_count)
     hybridize: bool = option(True, 'run the net imperatively instead of '
                              'compiling it into a graph (slower; easier to '
                              'debug)')
@@ -122,33 +169,58 @@ class TrainConfig:
                             choices=('fp32', 'bf16'))
     data_dir: str = option('data', "where 'synthetic' and 'voc2012' are "
                            'kept', metavar='DIR')
-    synth_train: int = option(200, 'synthetic training images')
-    synth_val: int = option(50, 'synthetic validation images')
+    synth_train: int = option(200, 'synthetic training images',
+                              check=numeric.count)
+    synth_val: int = option(50, 'synthetic validation images',
+                            check=numeric.count)
     synth_scale: float = option(1.0, 'scale of the synthetic image sizes '
-                                '(the demo: 0.5)', metavar='X')
+                                '(the demo: 0.5)', metavar='X',
+                                check=numeric.real)
     kvstore: str = option('device', "where gradients meet: 'device', "
                           "'local', or MXNet's parameter server (dist_*, "
                           'in a job started by gluon-fcn launch)',
                           choices=KVSTORES)
     keep_checkpoints: int = option(2, "the newest epochs' checkpoints "
                                    'kept in the run folder, 0 for all '
-                                   '(--resume needs the newest only)')
+                                   '(--resume needs the newest only)',
+                                   check=non_negative_count)
+
+    def __post_init__(self):
+        """Check the numbers, naming the field at fault."""
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, check(f, getattr(self, f.name), f.name))
 
     @classmethod
     def from_json(cls, path):
-        """The config a run folder saved."""
+        """The config a run folder saved; one that is not a config, or
+        holds numbers that make no sense, is an FCNError naming `path`."""
+        saved = load_json(path)
+        if not isinstance(saved, dict):
+            raise FCNError(f'{path}: not a run config (a JSON object)')
         fields = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in load_json(path).items() if k in fields}
-        values['crop'] = tuple(values.get('crop', cls.crop))
-        values['scale'] = values.get('scale') and tuple(values['scale'])
-        values['classes'] = tuple(values.get('classes') or VOC_CLASSES)
-        return cls(**values)
+        values = {k: v for k, v in saved.items() if k in fields}
+        if isinstance(values.get('classes'), list):
+            values['classes'] = tuple(values['classes'])
+        values['classes'] = values.get('classes') or VOC_CLASSES
+        try:
+            return cls(**values)
+        except FCNError as e:
+            raise FCNError(f'{path}: {e}') from e
 
     def to_dict(self):
         d = dataclasses.asdict(self)
         d.update(crop=list(self.crop),
                  classes=self.classes and list(self.classes))
         return d
+
+
+def check(field, value, name):
+    """`value` of config field `field`, checked by its `check` (an
+    FCNError naming `name`); None stays where None is the default."""
+    checker = field.metadata.get('check')
+    if checker is None or (value is None and field.default is None):
+        return value
+    return checker(name, value)
 
 
 def flag_of(field):
@@ -191,7 +263,8 @@ def add_config_args(parser, config_class=TrainConfig, names=None):
 
 
 def config_from_args(args, config_class=TrainConfig):
-    """The config of the fields `args` has, values parsed."""
+    """The config of the fields `args` has, values parsed and checked
+    (an FCNError naming the flag)."""
     values = {}
     for f in dataclasses.fields(config_class):
         if not hasattr(args, f.name):
@@ -199,5 +272,5 @@ def config_from_args(args, config_class=TrainConfig):
         value = getattr(args, f.name)
         if 'parse' in f.metadata and isinstance(value, str):
             value = f.metadata['parse'](value, flag_of(f))
-        values[f.name] = value
+        values[f.name] = check(f, value, flag_of(f))
     return config_class(**values)

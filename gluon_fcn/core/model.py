@@ -17,6 +17,7 @@ from mxnet.gluon.model_zoo import model_store, vision
 
 from ..d2l import bilinear_kernel, upsampling_params
 from ..errors import FCNError
+from . import numeric
 from .arrays import settle, zeros
 
 BACKBONES = ('resnet18_v2', 'resnet18_v1', 'resnet34_v1', 'resnet34_v2',
@@ -200,7 +201,7 @@ def build_fcn(num_classes=21, backbone='resnet18_v2', head='32s',
 
     Parameters
     ----------
-    num_classes : int
+    num_classes : int, positive (else an FCNError)
     backbone : str, one of `BACKBONES`; the chapter's is 'resnet18_v2'.
     head : '32s' (the chapter), '16s' or '8s' (the paper's skip nets).
     pretrained_backbone : bool
@@ -217,6 +218,7 @@ def build_fcn(num_classes=21, backbone='resnet18_v2', head='32s',
         for '32s' the chapter's `HybridSequential`, so `net[-1]` is the
         transposed convolution and `net[:-2]` the backbone.
     """
+    numeric.count('num_classes', num_classes)
     if head not in HEADS:
         raise FCNError(f'unknown head {head!r}; choose from '
                        f'{", ".join(HEADS)}')

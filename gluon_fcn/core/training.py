@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from ..d2l.train import accuracy, split_batch, train_batch_ch13
 from ..errors import FCNError
+from . import numeric
 from .arrays import numpy_mode
 from .labels import IGNORE_LABEL
 from .metrics import ConfusionMatrix
@@ -102,8 +103,12 @@ def fit_epochs(net, train_iter, test_iter, loss, trainer, num_epochs,
     resumed run draws what an uninterrupted one would. With `num_workers`
     > 1 (distributed), each worker trains in step with the others, so
     examples/sec is this worker's times it. `convention`, the labels'
-    ('d2l', 'voc'), is named beside the test mIoU printed.
+    ('d2l', 'voc'), is named beside the test mIoU printed. Counts that
+    are not positive integers, a seed out of `numeric.MAX_SEED`, and a
+    trainer's learning rate or weight decay that is NaN, infinite or
+    negative (zero for the rate) are FCNErrors before anything runs.
     """
+    check_fit_args(trainer, num_epochs, start_epoch, seed, num_workers)
     devices = devices or [mx.cpu()]
     history = history or History()
     num_batches = len(train_iter)
@@ -145,6 +150,18 @@ def fit_epochs(net, train_iter, test_iter, loss, trainer, num_epochs,
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, history)
     return history
+
+
+def check_fit_args(trainer, num_epochs, start_epoch, seed, num_workers):
+    """`fit_epochs`'s numbers, each named as its argument."""
+    numeric.count('num_epochs', num_epochs)
+    numeric.count('start_epoch', start_epoch, low=0)
+    numeric.count('num_workers', num_workers)
+    if seed is not None:
+        numeric.seed('seed', seed)
+    numeric.real("the trainer's learning_rate", trainer.learning_rate)
+    numeric.real("the trainer's optimizer's wd", trainer.optimizer.wd,
+                 positive=False)
 
 
 class NonFiniteLoss(FCNError):

@@ -15,20 +15,32 @@ from . import native
 def fused_pixel_nll(pred, label, ignore_label=None):
     """Per example, the mean over its pixels (those not labelled
     `ignore_label`) of -log softmax(pred)[label]: (B, C, H, W), (B, H, W)
-    -> (B,), in `pred`'s flavour."""
+    -> (B,), in `pred`'s flavour.
+
+    Labels outside [0, C) are clipped into it, as the chapter's loss
+    (`pick`) clips them, those beyond int's range too (which `pick` casts
+    with undefined behaviour). A NaN or infinite label is an error, an
+    `MXNetError` when the loss is read: no class stands for it, and
+    `pick` silently reads it as one. An example with no pixel left has
+    loss 0. `ignore_label` is an integer (255.0 is taken as 255).
+    """
     label = as_legacy(label)
     if label.dtype != 'float32':
         label = label.astype('float32')
-    loss, _ = mx.nd.fcn_pixel_ce(
-        as_legacy(pred), label,
-        ignore_label=-1 if ignore_label is None else ignore_label)
+    if ignore_label is None:
+        ignore_label = -1  # the operator's 'none'
+    elif isinstance(ignore_label, float) and ignore_label.is_integer():
+        ignore_label = int(ignore_label)  # its attribute is an integer
+    loss, _ = mx.nd.fcn_pixel_ce(as_legacy(pred), label,
+                                 ignore_label=ignore_label)
     return like(loss, pred)
 
 
 class FusedPixelSoftmaxCELoss(PixelSoftmaxCELoss):
     """`PixelSoftmaxCELoss` computed by the native operator where it can
     run (`native.usable`), else by MXNet's operators: the same values and
-    gradients."""
+    gradients, except for NaN, infinite and beyond-int labels
+    (`fused_pixel_nll`)."""
 
     def forward(self, pred, label):
         if native.usable(pred):

@@ -9,18 +9,21 @@ and loaded into MXNet through its external-operator API (`lib_api.h`,
 - `fcn_blocks_to_image`: the last step of the same split computed as a
   GEMM, for strides `fcn_upsample` has no kernel for.
 
-The library is built once per machine, MXNet version and source, with the
-C++ compiler `$CXX` (default g++), into `$GLUON_FCN_CACHE` (default
-~/.cache/gluon_fcn). Where that fails (no compiler, not Linux), `load`
-warns once and returns False, as it does silently with
-`GLUON_FCN_NATIVE=0`; gluon-fcn then computes the same things with
-MXNet's own operators, slower.
+The library is built once per machine, MXNet version, source and flags,
+with the C++ compiler `$CXX` (default g++), into `$GLUON_FCN_CACHE`
+(default ~/.cache/gluon_fcn). `$GLUON_FCN_CXXFLAGS` adds flags, e.g.
+'-fsanitize=address' for an AddressSanitizer build (README). Where the
+build fails (no compiler, not Linux), `load` warns once and returns
+False, as it does silently with `GLUON_FCN_NATIVE=0`; gluon-fcn then
+computes the same things with MXNet's own operators, slower.
 """
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
+import tempfile
 import warnings
 
 import mxnet as mx
@@ -30,7 +33,8 @@ from ..core.files import atomic_path
 
 SOURCE = os.path.join(os.path.dirname(__file__), 'csrc', 'fcn_ops.cc')
 FLAGS = ['-std=c++17', '-O3', '-march=native', '-fopenmp',
-         '-fno-math-errno', '-shared', '-fPIC']
+         '-fno-math-errno', '-fPIC']
+WARNINGS = ['-Wall', '-Wextra']  # fcn_ops.cc compiles clean with them
 _loaded = None  # None: not tried yet; then True or False
 
 
@@ -63,39 +67,58 @@ def cpu_model():
             platform.machine())
 
 
+def extra_flags():
+    """`$GLUON_FCN_CXXFLAGS`, split as a shell would."""
+    return shlex.split(os.environ.get('GLUON_FCN_CXXFLAGS', ''))
+
+
 def library_path(cache=None):
-    """Where the library for this source, MXNet and CPU is cached."""
+    """Where the library for this source, MXNet, CPU and flags is cached."""
     cache = cache or os.environ.get('GLUON_FCN_CACHE') or \
         os.path.join(os.path.expanduser('~'), '.cache', 'gluon_fcn')
     key = hashlib.sha1()
     for part in (open(SOURCE, 'rb').read(), mx.__version__.encode(),
-                 ' '.join(FLAGS).encode(), platform.machine().encode(),
-                 cpu_flags().encode()):
+                 ' '.join(FLAGS + WARNINGS + extra_flags()).encode(),
+                 platform.machine().encode(), cpu_flags().encode()):
         key.update(part)
     return os.path.join(cache, f'libfcn_ops-{key.hexdigest()[:12]}.so')
 
 
-def compile_command(out):
+def compile_commands(out, obj):
+    """The two compiler runs that make the library `out`: MXNet's side of
+    the API (`lib_api.cc`, to the object `obj`, its warnings not ours),
+    then the operators, warnings on, linked with it."""
     root = mxnet_dir()
-    cmd = [os.environ.get('CXX', 'g++'), *FLAGS, SOURCE,
-           os.path.join(root, 'src', 'lib_api.cc'),
-           '-I' + os.path.join(root, 'include'),
-           '-I' + os.path.join(root, 'include', 'mxnet'), '-o', out]
+    cxx, extra = os.environ.get('CXX', 'g++'), extra_flags()
+    include = ['-isystem', os.path.join(root, 'include'),
+               '-isystem', os.path.join(root, 'include', 'mxnet')]
+    api = [cxx, *FLAGS, *extra, '-w', '-c',
+           os.path.join(root, 'src', 'lib_api.cc'), *include, '-o', obj]
+    ops = [cxx, *FLAGS, *WARNINGS, *extra, '-shared', SOURCE, obj,
+           *include, '-o', out]
     if platform.machine() == 'x86_64':
-        cmd.append('-lmvec')  # glibc's vector expf
-    return cmd
+        ops.append('-lmvec')  # glibc's vector expf
+    return [api, ops]
 
 
 def build(path):
     """Compile the library to `path`, atomically (`atomic_path`):
     processes building at once each write their own file and the last
-    rename wins."""
-    with atomic_path(path) as tmp:
-        proc = subprocess.run(compile_command(tmp), capture_output=True,
-                              text=True)
-        if proc.returncode:
-            lines = (proc.stderr.strip() or 'failed').splitlines()
-            raise RuntimeError(lines[-1])
+    rename wins. Returns the compiler's warnings ('' when clean)."""
+    warned = []
+    with atomic_path(path) as tmp, tempfile.TemporaryDirectory() as work:
+        for cmd in compile_commands(tmp, os.path.join(work, 'lib_api.o')):
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode:
+                raise RuntimeError(first_error(proc.stderr))
+            warned.append(proc.stderr)
+    return ''.join(warned).strip()
+
+
+def first_error(stderr):
+    """The line of the compiler's output that says what failed."""
+    lines = stderr.strip().splitlines() or ['failed']
+    return next((line for line in lines if 'error' in line), lines[-1])
 
 
 def load():

@@ -4,6 +4,7 @@ path, and its history returned.
 """
 from mxnet import gluon
 
+from ..core import numeric
 from ..core.training import fit_epochs
 from .inference import accelerate
 from .loss import make_loss
@@ -45,6 +46,8 @@ def train_fcn(net, train_iter, test_iter, num_epochs, lr=0.1, wd=1e-3,
     -------
     History : per epoch loss, train/test accuracy and test mIoU.
     """
+    numeric.real('lr', lr)  # before the net is changed
+    numeric.real('wd', wd, positive=False)
     accelerate(net)
     net.hybridize(static_alloc=static_memory)
     params = {name: param for name, param in net.collect_params().items()

@@ -1,32 +1,43 @@
 // Three CPU operators for MXNet's external-library API (lib_api.h), loaded
-// at run time by gluon_fcn/native.py:
+// at run time by gluon_fcn/fast/native.py:
 //
 // fcn_pixel_ce(logits (B, C, H, W), labels (B, H, W), ignore_label=-1)
 //   -> (loss (B,), lse (B, H, W)): per example, the mean over its pixels
 //   of -log softmax(logits)[label], as Gluon's SoftmaxCrossEntropyLoss
 //   (axis=1) with labels clipped to [0, C) like `pick`; pixels labelled
-//   `ignore_label` (when >= 0) are left out of the mean. `lse` is the
-//   per-pixel log-sum-exp, kept for the backward pass. One read of the
-//   logits forward, one read and one write backward, no transposes.
+//   `ignore_label` (when >= 0) are left out of the mean, and an example
+//   with no pixel left has loss 0. A NaN or infinite label is an error.
+//   `lse` is the per-pixel log-sum-exp, kept for the backward pass. One
+//   read of the logits forward, one read and one write backward, no
+//   transposes.
 //
 // fcn_blocks_to_image(z (B, H1, W1, C*s*s), channels=C, stride=s, pad=p)
 //   -> (B, C, s*H1 - 2p, s*W1 - 2p): each row of z holds an s x s block
 //   of every channel; the blocks are laid side by side and p pixels are
 //   cropped from each border. The last step of the quadrant-split
-//   transposed convolution (gluon_fcn/upsample.py).
+//   transposed convolution (gluon_fcn/fast/upsample.py).
 //
 // fcn_upsample(x (B, Ci, H, W), weight (Ci, Co, 2s, 2s), bias (Co,),
 //   stride=s, pad=p) -> (B, Co, s*(H+1) - 2p, s*(W+1) - 2p): the same
-//   transposed convolution in one pass, for inference (no backward): each
-//   output block gathers its four neighbouring input pixels (the taps) and
-//   multiplies them by its rows of the weight, written straight into the
-//   output, so the blocks never go through memory. Its backward likewise
-//   computes the input, weight and bias gradients from the output's
-//   gradient read block by block, without the blocks.
+//   transposed convolution in one pass: each output block gathers its
+//   four neighbouring input pixels (the taps) and multiplies them by its
+//   rows of the weight, written straight into the output, so the blocks
+//   never go through memory. Its backward likewise computes the input,
+//   weight and bias gradients from the output's gradient read block by
+//   block, without the blocks.
+//
+// Every entry point checks what it relies on (attributes, shapes, dtypes)
+// and fails with a message, which MXNet raises as an MXNetError: lib_api
+// passes attribute strings and tensors on unchecked.
 #include <algorithm>
+#include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <initializer_list>
+#include <limits>
 #include <string>
+#include <system_error>
 #include <unordered_map>
 #include <vector>
 
@@ -43,6 +54,7 @@ using mxnet::ext::MX_FAIL;
 using mxnet::ext::MX_SUCCESS;
 using Attrs = std::unordered_map<std::string, std::string>;
 using Shapes = std::vector<std::vector<unsigned int>>;
+using Shape = std::vector<int64_t>;
 
 #if defined(__x86_64__) && defined(__GLIBC__)
 // glibc's libmvec has vector versions of expf: let `omp simd` loops use
@@ -54,23 +66,187 @@ extern "C" float expf(float);
 
 namespace {
 
+// ---- Checks shared by the operators
+
+constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
+
+// attrs[key], the whole string a decimal integer in [lo, hi]; left at
+// `*value` where it is not given, unless `required`
+bool int_attr(const Attrs& attrs, const char* op, const char* key,
+              int64_t lo, int64_t hi, bool required, int64_t* value) {
+  const auto it = attrs.find(key);
+  if (it == attrs.end()) {
+    if (required) MX_ERROR_MSG << op << ": needs the attribute " << key;
+    return !required;
+  }
+  const std::string& text = it->second;
+  int64_t v = 0;
+  // from_chars, unlike std::stoi, reads '2.5' as no integer (not 2) and
+  // reports overflow instead of throwing through MXNet's C API
+  const auto [end, err] =
+      std::from_chars(text.data(), text.data() + text.size(), v);
+  if (err != std::errc() || end != text.data() + text.size() || v < lo ||
+      v > hi) {
+    MX_ERROR_MSG << op << ": " << key << " must be an integer in [" << lo
+                 << ", " << hi << "], got '" << text << "'";
+    return false;
+  }
+  *value = v;
+  return true;
+}
+
+// A misspelt attribute would be silently left at its default: refused.
+// MXNet's own (`__profiler_scope__`, ...) start with '__'.
+bool known_attrs(const Attrs& attrs, const char* op,
+                 std::initializer_list<const char*> keys) {
+  for (const auto& kv : attrs) {
+    if (kv.first.rfind("__", 0) == 0) continue;
+    if (std::none_of(keys.begin(), keys.end(),
+                     [&](const char* k) { return kv.first == k; })) {
+      MX_ERROR_MSG << op << ": unknown attribute '" << kv.first << "'";
+      return false;
+    }
+  }
+  return true;
+}
+
+// a * b, false where int64 would overflow: products of dims and
+// attributes are 64-bit (32-bit unsigned ones wrapped)
+bool mul(int64_t a, int64_t b, int64_t* out) {
+  return !__builtin_mul_overflow(a, b, out);
+}
+
+// The output shapes, as lib_api's InferShape wants them (unsigned int
+// dims), if every dim fits and the element count fits in int64
+bool narrow(const char* op, const std::vector<Shape>& shapes,
+            Shapes* out) {
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    int64_t size = 1;
+    for (int64_t d : shapes[i]) {
+      if (d < 0 || d > std::numeric_limits<unsigned>::max() ||
+          !mul(size, d, &size)) {
+        MX_ERROR_MSG << op << ": output " << i << " would be too large";
+        return false;
+      }
+    }
+    out->at(i).assign(shapes[i].begin(), shapes[i].end());
+  }
+  return true;
+}
+
+std::string str(const Shape& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i)
+    s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+// Every dim >= 0 and the product of the non-zero ones below 2^48, so
+// that the products the passes form (offsets, counts, buffers a few
+// times a tensor's size) fit in int64, even where a zero dim empties the
+// tensor. MXNet itself allocates fewer than 2^31 elements.
+bool sized(const char* op, const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0 || (d > 0 && (!mul(n, d, &n) || n >= int64_t{1} << 48))) {
+      MX_ERROR_MSG << op << ": a tensor of shape " << str(shape)
+                   << " is too large";
+      return false;
+    }
+  }
+  return true;
+}
+
+Shape wide(const std::vector<unsigned>& dims) {
+  return Shape(dims.begin(), dims.end());
+}
+
+// The forward and backward passes check the tensors MXNet hands them
+// against the shapes InferShape gave, before indexing them: `n` tensors,
+// float32 ...
+bool counted(const char* op, const std::vector<MXTensor>& ts, size_t n) {
+  if (ts.size() != n) {
+    MX_ERROR_MSG << op << ": " << ts.size() << " tensors, expected " << n;
+    return false;
+  }
+  for (const MXTensor& t : ts) {
+    if (t.dtype != mxnet::ext::kFloat32) {
+      MX_ERROR_MSG << op << ": takes float32 only";
+      return false;
+    }
+  }
+  return true;
+}
+
+// ... each of the shape the others imply (a backward op called directly
+// gets outputs of shape (), unallocated)
+bool shaped(const char* op, const MXTensor& t, const Shape& want) {
+  if (t.shape != want) {
+    MX_ERROR_MSG << op << ": got a tensor of shape " << str(t.shape)
+                 << ", expected " << str(want);
+    return false;
+  }
+  return true;
+}
+
+// ---- fcn_pixel_ce
+
 constexpr int kChunk = 256;  // pixels per task: its C rows stay in L1
 
-int int_attr(const Attrs& attrs, const char* key, int fallback) {
-  auto it = attrs.find(key);
-  return it == attrs.end() ? fallback : std::stoi(it->second);
+struct CeAttrs {
+  int64_t ignore = -1;  // < 0: none
+};
+
+bool parse(const Attrs& attrs, CeAttrs* a) {
+  const char* op = "fcn_pixel_ce";
+  return known_attrs(attrs, op, {"ignore_label"}) &&
+         int_attr(attrs, op, "ignore_label", -kInt32Max - 1, kInt32Max,
+                  false, &a->ignore);
 }
 
-int clipped_label(float v, int C) {  // `pick`'s mode='clip'
-  int y = static_cast<int>(v);
-  return y < 0 ? 0 : (y >= C ? C - 1 : y);
+// logits (B, C, H, W), labels (B, H, W) -> loss (B,), lse (B, H, W)
+bool ce_shapes(const Shape& z, const Shape& y, std::vector<Shape>* out) {
+  if (!sized("fcn_pixel_ce", z) || !sized("fcn_pixel_ce", y)) return false;
+  if (z.size() != 4 || y.size() != 3 || y[0] != z[0] || y[1] != z[2] ||
+      y[2] != z[3]) {
+    MX_ERROR_MSG << "fcn_pixel_ce: logits (B, C, H, W) need labels "
+                    "(B, H, W), got " << str(z) << " and " << str(y);
+    return false;
+  }
+  if (z[1] < 1) {  // the log-sum-exp of no class
+    MX_ERROR_MSG << "fcn_pixel_ce: logits " << str(z) << " have no class";
+    return false;
+  }
+  *out = {{z[0]}, y};
+  return true;
 }
 
-bool ignored(float v, int ignore) {
-  return ignore >= 0 && static_cast<int>(v) == ignore;
+// A pixel's class: kIgnored for `ignore` (when >= 0), kNotFinite for NaN
+// and +-inf (the operator fails: no class stands for them), else the
+// label clipped to [0, C), as `pick` (mode 'clip') does in the chapter's
+// loss. Compared as floats before the cast: casting a float beyond
+// int's range, or NaN, is undefined behaviour.
+constexpr int64_t kIgnored = -1, kNotFinite = -2;
+
+int64_t label_class(float v, int64_t C, int64_t ignore) {
+  if (!std::isfinite(v)) return kNotFinite;
+  if (ignore >= 0 && static_cast<double>(v) == static_cast<double>(ignore))
+    return kIgnored;
+  if (v < 1.f) return 0;  // truncated toward 0, as `pick` casts
+  if (static_cast<double>(v) >= static_cast<double>(C - 1)) return C - 1;
+  return static_cast<int64_t>(v);
 }
 
-// lse[i] = log sum_c exp(z[c * HW + i]) for the n pixels of one chunk
+// The failure for labels[b, i], which is NaN or infinite
+MXReturnValue not_finite(const Shape& y, int64_t b, int64_t i, float v) {
+  MX_ERROR_MSG << "fcn_pixel_ce: label[" << b << ", " << i / y[2] << ", "
+               << i % y[2] << "] is " << v << "; labels must be finite "
+               << "(a class, or ignore_label)";
+  return MX_FAIL;
+}
+
+// lse[i] = log sum_c exp(z[c * HW + i]) for the n pixels of one chunk;
+// C >= 1 (ce_shapes)
 void chunk_lse(const float* z, int64_t HW, int64_t C, int n, float* lse) {
   float m[kChunk], s[kChunk];
   for (int i = 0; i < n; ++i) m[i] = z[i];
@@ -90,7 +266,7 @@ void chunk_lse(const float* z, int64_t HW, int64_t C, int n, float* lse) {
 
 struct Pixels {  // the (B, C, HW) view of the logits, cut into chunks
   int64_t B, C, HW, chunks;
-  explicit Pixels(const std::vector<int64_t>& shape)
+  explicit Pixels(const Shape& shape)  // 4 dims (ce_shapes)
       : B(shape[0]), C(shape[1]), HW(shape[2] * shape[3]),
         chunks((shape[2] * shape[3] + kChunk - 1) / kChunk) {}
   int64_t start(int64_t task) const { return (task % chunks) * kChunk; }
@@ -101,15 +277,17 @@ struct Pixels {  // the (B, C, HW) view of the logits, cut into chunks
 
 }  // namespace
 
-// Both operators: `kIn` inputs, `kOut` outputs, all float32.
-template <int kIn, int kOut>
+// Every operator: `kIn` inputs, `kOut` outputs, attributes `A`.
+template <class A, int kIn, int kOut>
 MXReturnValue counts(const Attrs& attrs, int* num_in, int* num_out) {
+  A a;
+  if (!parse(attrs, &a)) return MX_FAIL;
   *num_in = kIn;
   *num_out = kOut;
   return MX_SUCCESS;
 }
 
-MXReturnValue float32Only(const Attrs& attrs, std::vector<int>* in,
+MXReturnValue float32Only(const Attrs& /*attrs*/, std::vector<int>* in,
                           std::vector<int>* out) {
   for (int t : *in) {
     if (t != mxnet::ext::kFloat32) {
@@ -122,33 +300,37 @@ MXReturnValue float32Only(const Attrs& attrs, std::vector<int>* in,
 }
 
 MXReturnValue ceShape(const Attrs& attrs, Shapes* in, Shapes* out) {
-  const auto& z = in->at(0);
-  const auto& y = in->at(1);
-  if (z.size() != 4 || y.size() != 3 || y[0] != z[0] || y[1] != z[2] ||
-      y[2] != z[3]) {
-    MX_ERROR_MSG << "fcn_pixel_ce: logits (B, C, H, W) need labels "
-                    "(B, H, W)";
-    return MX_FAIL;
-  }
-  out->at(0) = {z[0]};
-  out->at(1) = y;
-  return MX_SUCCESS;
+  CeAttrs a;
+  std::vector<Shape> shapes;
+  return parse(attrs, &a) &&
+         ce_shapes(wide(in->at(0)), wide(in->at(1)), &shapes) &&
+         narrow("fcn_pixel_ce", shapes, out) ? MX_SUCCESS : MX_FAIL;
 }
 
 MXReturnValue ceForward(const Attrs& attrs, std::vector<MXTensor>* inputs,
                         std::vector<MXTensor>* outputs,
-                        const OpResource& res) {
+                        const OpResource& /*res*/) {
+  const char* op = "fcn_pixel_ce";
+  CeAttrs a;
+  std::vector<Shape> want;
+  if (!parse(attrs, &a) || !counted(op, *inputs, 2) ||
+      !counted(op, *outputs, 2) ||
+      !ce_shapes(inputs->at(0).shape, inputs->at(1).shape, &want) ||
+      !shaped(op, outputs->at(0), want[0]) ||
+      !shaped(op, outputs->at(1), want[1]))
+    return MX_FAIL;
   const Pixels px(inputs->at(0).shape);
   const float* z = inputs->at(0).data<float>();
   const float* y = inputs->at(1).data<float>();
   float* loss = outputs->at(0).data<float>();
   float* lse = outputs->at(1).data<float>();
-  const int ignore = int_attr(attrs, "ignore_label", -1);
   // per-chunk sums, added up in a fixed order: the same bits on any
-  // number of threads
-  std::vector<double> total(px.B * px.chunks), count(px.B * px.chunks);
+  // number of threads; `bad`: a chunk's first label that is not finite
+  const int64_t tasks = px.B * px.chunks;
+  std::vector<double> total(tasks), count(tasks);
+  std::vector<int64_t> bad(tasks, -1);
 #pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < px.B * px.chunks; ++t) {
+  for (int64_t t = 0; t < tasks; ++t) {
     const int64_t b = t / px.chunks, i0 = px.start(t);
     const int n = px.size(t);
     const float* zb = z + b * px.C * px.HW + i0;
@@ -157,12 +339,19 @@ MXReturnValue ceForward(const Attrs& attrs, std::vector<MXTensor>* inputs,
     chunk_lse(zb, px.HW, px.C, n, l);
     double sum = 0, cnt = 0;
     for (int i = 0; i < n; ++i) {
-      if (ignored(yb[i], ignore)) continue;
-      sum += l[i] - zb[clipped_label(yb[i], px.C) * px.HW + i];
+      const int64_t k = label_class(yb[i], px.C, a.ignore);
+      if (k == kNotFinite && bad[t] < 0) bad[t] = i0 + i;
+      if (k < 0) continue;
+      sum += l[i] - zb[k * px.HW + i];
       cnt += 1;
     }
     total[t] = sum;
     count[t] = cnt;
+  }
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t b = t / px.chunks;
+    if (bad[t] >= 0)
+      return not_finite(want[1], b, bad[t], y[b * px.HW + bad[t]]);
   }
   for (int64_t b = 0; b < px.B; ++b) {
     double sum = 0, cnt = 0;
@@ -179,7 +368,20 @@ MXReturnValue ceForward(const Attrs& attrs, std::vector<MXTensor>* inputs,
 // d labels (zero). d logits = softmax * (g / N + d lse) - onehot * g / N
 MXReturnValue ceBackward(const Attrs& attrs, std::vector<MXTensor>* inputs,
                          std::vector<MXTensor>* outputs,
-                         const OpResource& res) {
+                         const OpResource& /*res*/) {
+  const char* op = "fcn_pixel_ce";
+  CeAttrs a;
+  std::vector<Shape> want;
+  if (!parse(attrs, &a) || !counted(op, *inputs, 6) ||
+      !counted(op, *outputs, 2) ||
+      !ce_shapes(inputs->at(2).shape, inputs->at(3).shape, &want) ||
+      !shaped(op, inputs->at(0), want[0]) ||
+      !shaped(op, inputs->at(1), want[1]) ||
+      !shaped(op, inputs->at(4), want[0]) ||
+      !shaped(op, inputs->at(5), want[1]) ||
+      !shaped(op, outputs->at(0), inputs->at(2).shape) ||
+      !shaped(op, outputs->at(1), inputs->at(3).shape))
+    return MX_FAIL;
   const Pixels px(inputs->at(2).shape);
   const float* gloss = inputs->at(0).data<float>();
   const float* glse = inputs->at(1).data<float>();
@@ -188,12 +390,15 @@ MXReturnValue ceBackward(const Attrs& attrs, std::vector<MXTensor>* inputs,
   const float* lse = inputs->at(5).data<float>();
   float* dz = outputs->at(0).data<float>();
   float* dy = outputs->at(1).data<float>();
-  const int ignore = int_attr(attrs, "ignore_label", -1);
   std::vector<float> scale(px.B);  // g / N of each example
   for (int64_t b = 0; b < px.B; ++b) {
     int64_t n = 0;
-    for (int64_t i = 0; i < px.HW; ++i)
-      n += !ignored(y[b * px.HW + i], ignore);
+    for (int64_t i = 0; i < px.HW; ++i) {
+      const float v = y[b * px.HW + i];
+      const int64_t k = label_class(v, px.C, a.ignore);
+      if (k == kNotFinite) return not_finite(want[1], b, i, v);
+      n += k != kIgnored;
+    }
     scale[b] = gloss[b] / static_cast<float>(std::max<int64_t>(n, 1));
   }
 #pragma omp parallel for schedule(static)
@@ -203,9 +408,12 @@ MXReturnValue ceBackward(const Attrs& attrs, std::vector<MXTensor>* inputs,
     const float* l = lse + b * px.HW + i0;
     const float* g = glse + b * px.HW + i0;
     const float* yb = y + b * px.HW + i0;
+    int64_t k[kChunk];  // each pixel's class (all finite: checked above)
     float w[kChunk];  // each pixel's weight of its softmax
-    for (int i = 0; i < n; ++i)
-      w[i] = (ignored(yb[i], ignore) ? 0.f : scale[b]) + g[i];
+    for (int i = 0; i < n; ++i) {
+      k[i] = label_class(yb[i], px.C, a.ignore);
+      w[i] = (k[i] < 0 ? 0.f : scale[b]) + g[i];
+    }
     for (int64_t c = 0; c < px.C; ++c) {
       const float* zc = z + (b * px.C + c) * px.HW + i0;
       float* dc = dz + (b * px.C + c) * px.HW + i0;
@@ -213,9 +421,8 @@ MXReturnValue ceBackward(const Attrs& attrs, std::vector<MXTensor>* inputs,
       for (int i = 0; i < n; ++i) dc[i] = w[i] * expf(zc[i] - l[i]);
     }
     for (int i = 0; i < n; ++i) {
-      if (ignored(yb[i], ignore)) continue;
-      dz[(b * px.C + clipped_label(yb[i], px.C)) * px.HW + i0 + i] -=
-          scale[b];
+      if (k[i] < 0) continue;
+      dz[(b * px.C + k[i]) * px.HW + i0 + i] -= scale[b];
     }
     std::memset(dy + b * px.HW + i0, 0, n * sizeof(float));
   }
@@ -223,7 +430,7 @@ MXReturnValue ceBackward(const Attrs& attrs, std::vector<MXTensor>* inputs,
 }
 
 REGISTER_OP(fcn_pixel_ce)
-.setParseAttrs(counts<2, 2>)
+.setParseAttrs(counts<CeAttrs, 2, 2>)
 .setInferType(float32Only)
 .setInferShape(ceShape)
 .setForward(ceForward, "cpu")
@@ -231,13 +438,41 @@ REGISTER_OP(fcn_pixel_ce)
 
 namespace {
 
-struct Blocks {  // z (B, H1, W1, C*s*s) -> y (B, C, Ho, Wo)
+struct B2iAttrs {
+  int64_t C = 0, s = 0, p = 0;
+};
+
+bool parse(const Attrs& attrs, B2iAttrs* a) {
+  const char* op = "fcn_blocks_to_image";
+  return known_attrs(attrs, op, {"channels", "stride", "pad"}) &&
+         int_attr(attrs, op, "channels", 1, kInt32Max, true, &a->C) &&
+         int_attr(attrs, op, "stride", 1, kInt32Max, true, &a->s) &&
+         int_attr(attrs, op, "pad", 0, kInt32Max, false, &a->p);
+}
+
+// z (B, H1, W1, C*s*s) -> y (B, C, s*H1 - 2p, s*W1 - 2p)
+bool b2i_shapes(const B2iAttrs& a, const Shape& z, std::vector<Shape>* out) {
+  if (!sized("fcn_blocks_to_image", z)) return false;
+  int64_t block = 0, sh = 0, sw = 0;
+  const bool ok = z.size() == 4 && mul(a.C, a.s, &block) &&
+                  mul(block, a.s, &block) && z[3] == block &&
+                  mul(a.s, z[1], &sh) && mul(a.s, z[2], &sw) &&
+                  2 * a.p <= sh && 2 * a.p <= sw;
+  if (!ok) {
+    MX_ERROR_MSG << "fcn_blocks_to_image: input must be (B, H, W, C*s*s) "
+                    "with 2 pad <= s H, s W; got " << str(z) << ", C "
+                 << a.C << ", s " << a.s << ", pad " << a.p;
+    return false;
+  }
+  *out = {{z[0], a.C, sh - 2 * a.p, sw - 2 * a.p}};
+  return true;
+}
+
+struct Blocks {  // z (B, H1, W1, C*s*s) -> y (B, C, Ho, Wo), b2i_shapes
   int64_t B, H1, W1, C, s, p, Ho, Wo;
-  Blocks(const Attrs& attrs, const std::vector<int64_t>& zshape)
-      : B(zshape[0]), H1(zshape[1]), W1(zshape[2]),
-        C(int_attr(attrs, "channels", 0)), s(int_attr(attrs, "stride", 0)),
-        p(int_attr(attrs, "pad", 0)), Ho(s * H1 - 2 * p),
-        Wo(s * W1 - 2 * p) {}
+  Blocks(const B2iAttrs& a, const Shape& zshape)
+      : B(zshape[0]), H1(zshape[1]), W1(zshape[2]), C(a.C), s(a.s),
+        p(a.p), Ho(s * H1 - 2 * p), Wo(s * W1 - 2 * p) {}
   // block column qx covers output columns [j0, j0 + n), from its k0-th
   struct Run { int64_t j0, k0, n; };
   Run run(int64_t qx) const {
@@ -251,23 +486,24 @@ struct Blocks {  // z (B, H1, W1, C*s*s) -> y (B, C, Ho, Wo)
 }  // namespace
 
 MXReturnValue b2iShape(const Attrs& attrs, Shapes* in, Shapes* out) {
-  const auto& z = in->at(0);
-  const unsigned C = int_attr(attrs, "channels", 0);
-  const unsigned s = int_attr(attrs, "stride", 0);
-  const unsigned p = int_attr(attrs, "pad", 0);
-  if (z.size() != 4 || s == 0 || z[3] != C * s * s || 2 * p > s * z[1] ||
-      2 * p > s * z[2]) {
-    MX_ERROR_MSG << "fcn_blocks_to_image: input must be (B, H, W, C*s*s)";
-    return MX_FAIL;
-  }
-  out->at(0) = {z[0], C, s * z[1] - 2 * p, s * z[2] - 2 * p};
-  return MX_SUCCESS;
+  B2iAttrs a;
+  std::vector<Shape> shapes;
+  return parse(attrs, &a) && b2i_shapes(a, wide(in->at(0)), &shapes) &&
+         narrow("fcn_blocks_to_image", shapes, out) ? MX_SUCCESS : MX_FAIL;
 }
 
 MXReturnValue b2iForward(const Attrs& attrs, std::vector<MXTensor>* inputs,
                          std::vector<MXTensor>* outputs,
-                         const OpResource& res) {
-  const Blocks g(attrs, inputs->at(0).shape);
+                         const OpResource& /*res*/) {
+  const char* op = "fcn_blocks_to_image";
+  B2iAttrs a;
+  std::vector<Shape> want;
+  if (!parse(attrs, &a) || !counted(op, *inputs, 1) ||
+      !counted(op, *outputs, 1) ||
+      !b2i_shapes(a, inputs->at(0).shape, &want) ||
+      !shaped(op, outputs->at(0), want[0]))
+    return MX_FAIL;
+  const Blocks g(a, inputs->at(0).shape);
   const float* z = inputs->at(0).data<float>();
   float* y = outputs->at(0).data<float>();
   const int64_t block = g.C * g.s * g.s;
@@ -290,8 +526,18 @@ MXReturnValue b2iForward(const Attrs& attrs, std::vector<MXTensor>* inputs,
 // inputs: d y, z, y; outputs: d z (zero where cropped)
 MXReturnValue b2iBackward(const Attrs& attrs, std::vector<MXTensor>* inputs,
                           std::vector<MXTensor>* outputs,
-                          const OpResource& res) {
-  const Blocks g(attrs, inputs->at(1).shape);
+                          const OpResource& /*res*/) {
+  const char* op = "fcn_blocks_to_image";
+  B2iAttrs a;
+  std::vector<Shape> want;
+  if (!parse(attrs, &a) || !counted(op, *inputs, 3) ||
+      !counted(op, *outputs, 1) ||
+      !b2i_shapes(a, inputs->at(1).shape, &want) ||
+      !shaped(op, inputs->at(0), want[0]) ||
+      !shaped(op, inputs->at(2), want[0]) ||
+      !shaped(op, outputs->at(0), inputs->at(1).shape))
+    return MX_FAIL;
+  const Blocks g(a, inputs->at(1).shape);
   const float* dy = inputs->at(0).data<float>();
   float* dz = outputs->at(0).data<float>();
   const int64_t block = g.C * g.s * g.s;
@@ -314,7 +560,7 @@ MXReturnValue b2iBackward(const Attrs& attrs, std::vector<MXTensor>* inputs,
 }
 
 REGISTER_OP(fcn_blocks_to_image)
-.setParseAttrs(counts<1, 1>)
+.setParseAttrs(counts<B2iAttrs, 1, 1>)
 .setInferType(float32Only)
 .setInferShape(b2iShape)
 .setForward(b2iForward, "cpu")
@@ -324,11 +570,47 @@ namespace {
 
 constexpr int kQ = 4;  // blocks computed together, sharing weight loads
 
-struct Upsample {  // x (B, Ci, H, W) -> y (B, Co, Ho, Wo)
+struct UpAttrs {
+  int64_t s = 0, p = 0;
+};
+
+bool parse(const Attrs& attrs, UpAttrs* a) {
+  const char* op = "fcn_upsample";
+  if (!known_attrs(attrs, op, {"stride", "pad"}) ||
+      !int_attr(attrs, op, "stride", 2, 64, true, &a->s) ||
+      !int_attr(attrs, op, "pad", 0, a->s - 1, false, &a->p))
+    return false;
+  if (a->s & (a->s - 1)) {  // the strides `rows_for` has a kernel for
+    MX_ERROR_MSG << op << ": stride must be 2, 4, 8, 16, 32 or 64, got "
+                 << a->s;
+    return false;
+  }
+  return true;
+}
+
+// x (B, Ci, H, W), weight (Ci, Co, 2s, 2s), bias (Co,)
+//   -> y (B, Co, s (H + 1) - 2p, s (W + 1) - 2p)
+bool up_shapes(const UpAttrs& a, const Shape& x, const Shape& w,
+               const Shape& bias, std::vector<Shape>* out) {
+  const char* op = "fcn_upsample";
+  if (!sized(op, x) || !sized(op, w) || !sized(op, bias)) return false;
+  if (x.size() != 4 || w.size() != 4 || w[0] != x[1] || w[2] != 2 * a.s ||
+      w[3] != 2 * a.s || bias.size() != 1 || bias[0] != w[1]) {
+    MX_ERROR_MSG << "fcn_upsample: x (B, Ci, H, W), weight (Ci, Co, 2s, "
+                    "2s), bias (Co,) with s = " << a.s << "; got "
+                 << str(x) << ", " << str(w) << ", " << str(bias);
+    return false;
+  }
+  // dims below 2^48 (sized) and s <= 64: no overflow
+  *out = {{x[0], w[1], a.s * (x[2] + 1) - 2 * a.p,
+           a.s * (x[3] + 1) - 2 * a.p}};
+  return true;
+}
+
+struct Upsample {  // x (B, Ci, H, W) -> y (B, Co, Ho, Wo), up_shapes
   int64_t B, Ci, H, W, Co, s, p, Ho, Wo, K, Wq;
-  Upsample(const Attrs& attrs, const std::vector<int64_t>& x, int64_t co)
-      : B(x[0]), Ci(x[1]), H(x[2]), W(x[3]), Co(co),
-        s(int_attr(attrs, "stride", 0)), p(int_attr(attrs, "pad", 0)),
+  Upsample(const UpAttrs& a, const Shape& x, int64_t co)
+      : B(x[0]), Ci(x[1]), H(x[2]), W(x[3]), Co(co), s(a.s), p(a.p),
         Ho(s * (H + 1) - 2 * p), Wo(s * (W + 1) - 2 * p), K(4 * Ci),
         Wq((W + kQ) / kQ * kQ) {}
 };
@@ -458,32 +740,38 @@ RowsFn rows_for(int64_t s) {  // the FCN's strides: 32, 16, 8, 2
 }  // namespace
 
 MXReturnValue upShape(const Attrs& attrs, Shapes* in, Shapes* out) {
-  const auto& x = in->at(0);
-  const auto& w = in->at(1);
-  const unsigned s = int_attr(attrs, "stride", 0);
-  const unsigned p = int_attr(attrs, "pad", 0);
-  if (x.size() != 4 || w.size() != 4 || w[0] != x[1] || w[2] != 2 * s ||
-      w[3] != 2 * s || rows_for(s) == nullptr || p >= s ||
-      in->at(2).size() != 1 || in->at(2)[0] != w[1]) {
-    MX_ERROR_MSG << "fcn_upsample: x (B, Ci, H, W), weight (Ci, Co, 2s, "
-                    "2s), bias (Co,), stride s in 2, 4, ..., 64, pad < s";
-    return MX_FAIL;
-  }
-  out->at(0) = {x[0], w[1], s * (x[2] + 1) - 2 * p, s * (x[3] + 1) - 2 * p};
-  return MX_SUCCESS;
+  UpAttrs a;
+  std::vector<Shape> shapes;
+  return parse(attrs, &a) &&
+         up_shapes(a, wide(in->at(0)), wide(in->at(1)), wide(in->at(2)),
+                   &shapes) &&
+         narrow("fcn_upsample", shapes, out) ? MX_SUCCESS : MX_FAIL;
 }
 
 MXReturnValue upForward(const Attrs& attrs, std::vector<MXTensor>* inputs,
                         std::vector<MXTensor>* outputs,
-                        const OpResource& res) {
-  const Upsample u(attrs, inputs->at(0).shape, inputs->at(1).shape[1]);
+                        const OpResource& /*res*/) {
+  const char* op = "fcn_upsample";
+  UpAttrs up;
+  std::vector<Shape> want;
+  if (!parse(attrs, &up) || !counted(op, *inputs, 3) ||
+      !counted(op, *outputs, 1) ||
+      !up_shapes(up, inputs->at(0).shape, inputs->at(1).shape,
+                 inputs->at(2).shape, &want) ||
+      !shaped(op, outputs->at(0), want[0]))
+    return MX_FAIL;
+  const Upsample u(up, inputs->at(0).shape, inputs->at(1).shape[1]);
+  const RowsFn rows = rows_for(u.s);
+  if (rows == nullptr) {  // parse allows only the strides it has
+    MX_ERROR_MSG << op << ": no kernel for stride " << u.s;
+    return MX_FAIL;
+  }
   const float* x = inputs->at(0).data<float>();
   const float* w = inputs->at(1).data<float>();
   const float* bias = inputs->at(2).data<float>();
   float* y = outputs->at(0).data<float>();
   std::vector<float> taps(u.B * (u.H + 1) * u.K * u.Wq);
   gather_taps(u, x, taps.data());
-  const RowsFn rows = rows_for(u.s);
 #pragma omp parallel
   {
     std::vector<float> wrow(u.K * u.s);  // (K, s) of this (o, ry)
@@ -514,8 +802,8 @@ namespace {
 //   and dbias[o] = the sum of G over channel o.
 struct UpGrad : Upsample {
   int64_t H1, W1, W1p, Kp, N;
-  UpGrad(const Attrs& attrs, const std::vector<int64_t>& x, int64_t co)
-      : Upsample(attrs, x, co), H1(H + 1), W1(W + 1),
+  UpGrad(const UpAttrs& a, const Shape& x, int64_t co)
+      : Upsample(a, x, co), H1(H + 1), W1(W + 1),
         W1p((W + 8) / 8 * 8), Kp((K + 31) / 32 * 32), N(co * s * s) {}
 
   // row r of dY's channel o of image b laid out by block: row[qx s + rx]
@@ -720,8 +1008,20 @@ void weight_grad(const UpGrad& g, const float* dy, const float* taps,
 // dweight, dbias (written, not added to)
 MXReturnValue upBackward(const Attrs& attrs, std::vector<MXTensor>* inputs,
                          std::vector<MXTensor>* outputs,
-                         const OpResource& res) {
-  const UpGrad g(attrs, inputs->at(1).shape, inputs->at(2).shape[1]);
+                         const OpResource& /*res*/) {
+  const char* op = "fcn_upsample";
+  UpAttrs a;
+  std::vector<Shape> want;
+  if (!parse(attrs, &a) || !counted(op, *inputs, 5) ||
+      !counted(op, *outputs, 3) ||
+      !up_shapes(a, inputs->at(1).shape, inputs->at(2).shape,
+                 inputs->at(3).shape, &want) ||
+      !shaped(op, inputs->at(0), want[0]) ||
+      !shaped(op, inputs->at(4), want[0]))
+    return MX_FAIL;
+  for (int i = 0; i < 3; ++i)  // dx, dweight, dbias
+    if (!shaped(op, outputs->at(i), inputs->at(i + 1).shape)) return MX_FAIL;
+  const UpGrad g(a, inputs->at(1).shape, inputs->at(2).shape[1]);
   const float* dy = inputs->at(0).data<float>();
   const float* x = inputs->at(1).data<float>();
   const float* w = inputs->at(2).data<float>();
@@ -738,7 +1038,7 @@ MXReturnValue upBackward(const Attrs& attrs, std::vector<MXTensor>* inputs,
 }
 
 REGISTER_OP(fcn_upsample)
-.setParseAttrs(counts<3, 1>)
+.setParseAttrs(counts<UpAttrs, 3, 1>)
 .setInferType(float32Only)
 .setInferShape(upShape)
 .setForward(upForward, "cpu")
