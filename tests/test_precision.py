@@ -614,3 +614,45 @@ def test_export_auto_takes_the_fastest_that_exports(
     assert out[1] == 'exporting int8: bf16 does not export'
     assert out[2].startswith('exported int8 on ')
     assert os.path.isfile(prefix + '-0000.params')
+
+
+def test_int8_calibrates_without_a_word_from_mxnet(run, synth_voc, tmp_path,
+                                                  capfd):
+    """The first int8 call partitions graphs: MXNet's own INFO line
+    ('Subgraph backend MKLDNN is activated') stays out of the output."""
+    copy = copy_of_run(run, tmp_path / 'copy')
+    image = os.path.join(synth_voc, 'JPEGImages',
+                         read_split(synth_voc, 'val')[0] + '.jpg')
+    assert main(['predict', '--run', copy, '--out', str(tmp_path / 'p'),
+                 '--precision', 'int8', image]) == 0
+    captured = capfd.readouterr()
+    assert 'Subgraph backend' not in captured.err + captured.out
+    assert os.environ.get('MXNET_SUBGRAPH_VERBOSE') is None  # restored
+
+
+def test_int8_of_a_copied_synthetic_run_writes_no_data(run, synth_voc,
+                                                      tmp_path, monkeypatch,
+                                                      capsys):
+    """A run trained on `--data synthetic`, copied to another folder: its
+    training images are not at its relative `data/` there. Calibration
+    says so in one line instead of making the data set again."""
+    copy = copy_of_run(run, tmp_path / 'copy')
+    config_path = os.path.join(copy, 'config.json')
+    with open(config_path) as f:
+        config = json.load(f)
+    config.update(data='synthetic', data_dir='data', synth_train=400,
+                  synth_val=60, synth_scale=0.5)
+    with open(config_path, 'w') as f:
+        json.dump(config, f)
+    image = os.path.join(synth_voc, 'JPEGImages',
+                         read_split(synth_voc, 'val')[0] + '.jpg')
+    monkeypatch.chdir(tmp_path)
+    assert main(['predict', '--run', copy, '--out', 'p', '--precision',
+                 'int8', image]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines()
+           if 'was trained on synthetic data' not in line]
+    assert len(err) == 1
+    assert "calibrating needs the run's training images, not found at " \
+        f"{os.path.join('data', 'synthetic_400_60_x0.5')}" in err[0]
+    assert 'run from the folder the run was trained in' in err[0]
+    assert not os.path.exists(tmp_path / 'data')

@@ -26,8 +26,9 @@ from .. import fast
 from ..core.arrays import zeros
 from ..core.checkpoint import (load_device_copies, save_device_copies,
                                save_params)
-from ..core.dataset import (SegDataset, example_paths, no_image_fits,
-                            read_image, read_split, resolve_data)
+from ..core.dataset import (SegDataset, data_path, example_paths,
+                            no_image_fits, read_image, read_split,
+                            resolve_data)
 from ..core.evaluate import evaluate_images, read_label
 from ..core.files import (atomic_path, check_readable, link_or_copy,
                           load_json, make_folder, remove_file,
@@ -474,13 +475,18 @@ def int8_cache(run_dir):
 def calibration_images(config, n=fast.precision.NUM_CALIB_EXAMPLES):
     """(n, 3, H, W) float32 NumPy: centre crops of the config's size of
     the first `n` training images that are as large, normalised as in
-    training (for int8 calibration)."""
+    training (for int8 calibration). They are read where training left
+    them, never made or downloaded again: predicting writes no data."""
+    voc_dir = data_path(config.data, config.data_dir, config.synth_train,
+                        config.synth_val, config.synth_scale)
     try:
-        voc_dir = data_folder(config, progress=False)
         names = read_split(voc_dir, 'train')
     except FCNError as e:
-        raise FCNError(f'--precision int8: calibrating needs the run\'s '
-                       f'training images: {e}') from e
+        raise FCNError(
+            f'--precision int8: calibrating needs the run\'s training '
+            f'images, not found at {voc_dir} ({e}): run from the folder '
+            'the run was trained in, or choose --precision fp32 or bf16'
+        ) from e
     (h, w), crops, sizes = config.crop, [], []
     for name in names:
         img = read_image(example_paths(voc_dir, name)[0])

@@ -157,16 +157,26 @@ def synthetic_data(data_dir, num_train=200, num_val=50, scale=1.0,
     The defaults live in `data/synthetic`; other settings get a folder
     named after them, e.g. `data/synthetic_200_50_x0.5`.
     """
-    name = 'synthetic'
-    if (num_train, num_val, scale) != (200, 50, 1.0):
-        name += f'_{num_train}_{num_val}_x{scale:g}'
-    folder = os.path.join(data_dir, name)
+    folder = data_path('synthetic', data_dir, num_train, num_val, scale)
     if not os.path.isfile(os.path.join(folder, 'synthetic.json')):
         sizes = tuple((round(h * scale), round(w * scale))
                       for h, w in DEFAULT_SIZES)
         make_synthetic_voc(folder, num_train, num_val, seed=0, sizes=sizes,
                            progress=progress)
     return folder
+
+
+def data_path(data, data_dir='data', synth_train=200, synth_val=50,
+              synth_scale=1.0):
+    """Where `resolve_data` keeps `data`, without making or fetching it."""
+    if data == 'synthetic':
+        name = 'synthetic'
+        if (synth_train, synth_val, synth_scale) != (200, 50, 1.0):
+            name += f'_{synth_train}_{synth_val}_x{synth_scale:g}'
+        return os.path.join(data_dir, name)
+    if data == 'voc2012':
+        return os.path.join(data_dir, d2l.VOC_SUBDIR)
+    return data
 
 
 def resolve_data(data, data_dir='data', synth_train=200, synth_val=50,

@@ -30,6 +30,7 @@ caller's mode and run under MXNet's legacy semantics (AMP and the
 quantizer take legacy arrays only); `InferenceFCN` takes and returns
 arrays of the caller's flavour.
 """
+import contextlib
 import json
 import os
 import warnings
@@ -189,11 +190,29 @@ def legacy_graph(block, X, fused_sums=True):
     return graph
 
 
+SUBGRAPH_VERBOSE = 'MXNET_SUBGRAPH_VERBOSE'
+
+
+@contextlib.contextmanager
+def quiet_partitioning():
+    """Without the INFO line MXNet logs for each graph it partitions
+    ('Subgraph backend MKLDNN is activated'): noise to a user who asked
+    for a precision. MXNet reads the variable at each call; a user's own
+    setting is kept."""
+    given = SUBGRAPH_VERBOSE in os.environ
+    os.environ.setdefault(SUBGRAPH_VERBOSE, '0')
+    try:
+        yield
+    finally:
+        if not given:
+            os.environ.pop(SUBGRAPH_VERBOSE, None)
+
+
 def fuse(graph, X):
     """`graph` through oneDNN's subgraph backend for inference on batches
     shaped like `X`: convolution, BatchNorm, ReLU and sum in one kernel,
     static memory and shapes."""
-    with legacy_semantics():
+    with legacy_semantics(), quiet_partitioning():
         graph.optimize_for(as_legacy(X), backend='MKLDNN',
                            static_alloc=True, static_shape=True)
     return graph
@@ -214,7 +233,7 @@ def to_int8(graph, X, calib_data):
     """`graph` (from `legacy_graph`) quantized to int8 by oneDNN, its
     scales calibrated (min/max) on `calib_data`, (N, 3, H, W) images."""
     from mxnet.contrib import quantization
-    with legacy_semantics():
+    with legacy_semantics(), quiet_partitioning():
         calib = legacy(calib_data)
         batches = mx.io.NDArrayIter(calib, batch_size=min(8, len(calib)))
         with warnings.catch_warnings():  # "deprecated after MXNet 2.0"
