@@ -628,6 +628,15 @@ def test_int8_calibrates_without_a_word_from_mxnet(run, synth_voc, tmp_path,
     captured = capfd.readouterr()
     assert 'Subgraph backend' not in captured.err + captured.out
     assert os.environ.get('MXNET_SUBGRAPH_VERBOSE') is None  # restored
+    # what it wrote, and how much, in one line; nothing the second time
+    folder = os.path.join(copy, 'int8')
+    size = sum(os.path.getsize(os.path.join(folder, name))
+               for name in os.listdir(folder))
+    assert f'the calibrated int8 net is kept in {folder} ' \
+        f'({size / 1e6:.0f} MB)' in captured.err
+    assert main(['predict', '--run', copy, '--out', str(tmp_path / 'p'),
+                 '--precision', 'int8', image]) == 0
+    assert 'calibrated int8 net' not in capfd.readouterr().err
 
 
 def test_int8_of_a_copied_synthetic_run_writes_no_data(run, synth_voc,

@@ -17,6 +17,7 @@ import glob
 import os
 import re
 import shutil
+import sys
 
 import mxnet as mx
 import numpy as onp
@@ -449,15 +450,27 @@ def load_run(run_dir, ctx=None, flag='--run', precision='fp32'):
     (`choices`); the net's `choice` says what was measured."""
     net, config = read_run(run_dir, ctx, flag)
     known = saved_choice(run_dir) if precision == 'auto' else None
+    cache = int8_cache(run_dir) if precision in ('int8', 'auto') else None
+    had = cache and int8_bytes(cache)
     net = fast.optimize_for_inference(
         net, zeros((1, 3) + config.crop, ctx=ctx or mx.cpu()),
         quadrants=False, precision=precision,
         calib_data=lambda: calibration_images(config),
-        int8_cache=int8_cache(run_dir) if precision in ('int8', 'auto')
-        else None, choice=known)
+        int8_cache=cache, choice=known)
+    if cache and not had and int8_bytes(cache):
+        print(f'gluon-fcn: note: the calibrated int8 net is kept in '
+              f'{os.path.dirname(cache)} ({int8_bytes(cache) / 1e6:.0f} '
+              'MB), to load at once next time', file=sys.stderr)
     if getattr(net, 'choice', None) and not known:
         save_choice(run_dir, net.choice)
     return net, config
+
+
+def int8_bytes(prefix):
+    """The size of the int8 net kept at `prefix` (`int8_cache`), 0 where
+    there is none yet."""
+    return sum(os.path.getsize(path)
+               for path in glob.glob(glob.escape(prefix) + '-*'))
 
 
 def int8_cache(run_dir):
