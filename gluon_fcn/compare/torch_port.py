@@ -18,7 +18,6 @@ Requires the `compare` extra (torch).
 """
 import collections
 
-import mxnet as mx
 import numpy as onp
 import torch
 from torch import nn
@@ -293,7 +292,3 @@ def to_torch(X):
     """An MXNet array as a torch tensor on the CPU (a copy)."""
     return torch.from_numpy(onp.ascontiguousarray(X.asnumpy()))
 
-
-def from_torch(T, ctx=None):
-    """A torch tensor as an MXNet array of the current mode's flavour."""
-    return array(T.detach().cpu().numpy(), ctx=ctx or mx.cpu())
