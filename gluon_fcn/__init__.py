@@ -1,8 +1,8 @@
 """gluon-fcn: Fully Convolutional Networks in MXNet Gluon, as in d2l.
 
 The package is layered (README, "The layers"): the book in both MXNet
-editions (`gluon_fcn.d2l`, the 2nd edition; `gluon_fcn.v1`, d2lzh), then `core`,
-`fast`, `compare`, `dist` and `app`. Importing it changes no MXNet mode:
+editions (`gluon_fcn.d2l`, the 2nd edition; `gluon_fcn.v1`, d2lzh), then
+`core`, `fast`, `compare`, `dist` and `app`. Importing it changes no MXNet mode:
 the 2nd edition's readers call `npx.set_np()` themselves, as the book's
 first cell does, and every function works in the mode of its caller.
 
