@@ -372,6 +372,108 @@ def test_resume_from_a_damaged_checkpoint(reference, tmp_path, capsys):
         f'--resume: cannot load {params} and {states}')
 
 
+
+# One writer a run folder (issue 25): a lock on FOLDER/.lock.
+
+@pytest.fixture
+def held(tmp_path):
+    """Lock a folder as a training process would: flock on its .lock with
+    this process's id in it; yield a function that locks a given folder."""
+    import fcntl
+    files = []
+
+    def hold(folder):
+        os.makedirs(folder, exist_ok=True)
+        f = open(os.path.join(folder, '.lock'), 'w')
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        f.write(f'{os.getpid()}\n')
+        f.flush()
+        files.append(f)
+        return os.path.join(folder, '.lock')
+    yield hold
+    for f in files:
+        f.close()
+
+
+def in_use(folder, lock):
+    return (f'--out {folder}: in use by process {os.getpid()}, which '
+            f'holds {lock}; wait for it to finish or stop it, or give '
+            'another folder')
+
+
+def dead_pid():
+    """The id of a process that has ended."""
+    proc = subprocess.Popen([sys.executable, '-c', 'pass'])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_second_train_into_a_locked_folder_is_refused(synth_voc,
+                                                        tmp_path, held):
+    out = str(tmp_path / 'run')
+    lock = held(out)
+    proc = subprocess.run(
+        [sys.executable, '-m', 'gluon_fcn.app.cli', 'train', '--data',
+         synth_voc, '--out', out, '--epochs', '1', '--lr', '0.5'] + TINY,
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f'gluon-fcn: error: {in_use(out, lock)}']
+    assert os.listdir(out) == ['.lock']  # nothing written beside it
+
+
+def test_resume_of_a_folder_being_trained_is_refused(reference, tmp_path,
+                                                     held, capsys):
+    out = killed_after_epoch_1(reference, str(tmp_path / 'run'))
+    before = sorted(os.listdir(os.path.join(out, 'checkpoints')))
+    lock = held(out)
+    assert fails(['train', '--out', out, '--resume'], capsys) == \
+        in_use(out, lock)
+    assert sorted(os.listdir(os.path.join(out, 'checkpoints'))) == before
+
+
+def test_predict_into_a_folder_in_use_is_refused(reference, synth_voc,
+                                                 tmp_path, held, capsys):
+    out = str(tmp_path / 'pred')
+    lock = held(out)
+    image = image_file(synth_voc, dataset.read_split(synth_voc, 'val')[0])
+    assert fails(['predict', '--run', reference, '--out', out, image],
+                 capsys) == in_use(out, lock)
+    assert os.listdir(out) == ['.lock']
+
+
+def test_a_folder_left_locked_by_a_dead_process_is_taken_over(
+        reference, synth_voc, tmp_path, capsys):
+    out = tmp_path / 'pred'
+    out.mkdir()
+    pid = dead_pid()
+    (out / '.lock').write_text(f'{pid}\n')
+    image = image_file(synth_voc, dataset.read_split(synth_voc, 'val')[0])
+    capsys.readouterr()
+    assert main(['predict', '--run', reference, '--out', str(out),
+                 image]) == 0
+    err = capsys.readouterr().err
+    assert f'gluon-fcn: note: --out {out} was left locked by process ' \
+        f'{pid}, which is gone; taking it over' in err.splitlines()
+    stem = os.path.splitext(os.path.basename(image))[0]
+    assert sorted(os.listdir(out)) == [f'{stem}.png', f'{stem}_overlay.png']
+
+
+def test_resume_takes_over_a_run_left_by_a_killed_process(reference,
+                                                           tmp_path, capsys):
+    out = killed_after_epoch_1(reference, str(tmp_path / 'run'))
+    pid = dead_pid()
+    with open(os.path.join(out, '.lock'), 'w') as f:
+        f.write(f'{pid}\n')
+    capsys.readouterr()
+    assert main(['train', '--out', out, '--resume']) == 0
+    assert f'was left locked by process {pid}, which is gone' in \
+        capsys.readouterr().err
+    assert same_params(os.path.join(out, 'fcn.params'),
+                       os.path.join(reference, 'fcn.params'))
+    assert not os.path.exists(os.path.join(out, '.lock'))
+    assert not os.path.exists(os.path.join(reference, '.lock'))
+
 def test_non_finite_loss_stops_and_keeps_the_checkpoints(reference,
                                                          tmp_path, capsys):
     """Epoch 1 as the reference trained it, then epoch 2 with lr 1e30 (set

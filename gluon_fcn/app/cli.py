@@ -18,6 +18,7 @@ from ..core import numeric
 from ..core.labels import LABEL_CONVENTIONS
 from ..errors import FCNError, WriteError
 from . import interrupts
+from .locks import folder_lock
 from .config import (TrainConfig, add_config_args, config_from_args,
                      parse_crop, parse_pair)
 from .parsing import ParseError, Parser
@@ -390,15 +391,17 @@ def cmd_predict(args):
     check_net_args(args)
     window, stride = parse_windows(args)
     ctx = one_device(args.device)
-    with precision_notes():
-        net, legend, window = open_net(args.run, args.model, args.onnx,
-                                       args.model_root, args.params, ctx,
-                                       window, args.precision)
-    print_choice(net, args.run)
-    print(f'predicting in {precision_line(net, ctx)}')
-    # a run and its ONNX export print alike; a zoo model as the material
-    failed = predict_files(net, legend, args.images, args.out, window,
-                           stride, ctx, details=bool(args.model))
+    with folder_lock(args.out):  # one writer: masks of one net only
+        with precision_notes():
+            net, legend, window = open_net(
+                args.run, args.model, args.onnx, args.model_root,
+                args.params, ctx, window, args.precision)
+        print_choice(net, args.run)
+        print(f'predicting in {precision_line(net, ctx)}')
+        # a run and its ONNX export print alike; a zoo model as the
+        # material
+        failed = predict_files(net, legend, args.images, args.out, window,
+                               stride, ctx, details=bool(args.model))
     return 1 if failed else 0
 
 
