@@ -32,12 +32,14 @@ TINY = ['--crop', '64,64', '--batch-size', '2', '--seed', '0',
 
 def fails(args, capsys):
     """Run the CLI; it must exit 2 with one line on stderr besides the
-    progress bars (no traceback): return its message."""
+    progress bars and the note that a run was trained on synthetic data
+    (test_cli checks that one), no traceback: return its message."""
     capsys.readouterr()
     assert main(args) == 2
     err = capsys.readouterr().err
     lines = [line.strip() for line in re.split('[\r\n]', err)
-             if line.strip() and not re.match(r'epoch \d+/\d+:', line)]
+             if line.strip() and not re.match(r'epoch \d+/\d+:', line)
+             and 'was trained on synthetic data' not in line]
     assert len(lines) == 1 and lines[0].startswith('gluon-fcn: error: '), err
     return lines[0][len('gluon-fcn: error: '):]
 
@@ -92,13 +94,14 @@ def no_image(d, name):
     with open(split_file(d, 'train'), 'a') as f:
         f.write('ghost\n')
     return (f"{image_file(d, 'ghost')}: no such file, but the train split "
-            'lists ghost')
+            'lists ghost (add the file, or remove the line from train.txt)')
 
 
 def no_label(d, name):
     os.remove(label_file(d, name))
     return (f'{label_file(d, name)}: no such file, but the train split '
-            f'lists {name}')
+            f'lists {name} (add the file, or remove the line from '
+            'train.txt)')
 
 
 def empty_split(d, name):
@@ -131,7 +134,8 @@ def label_of_other_size(d, name):
     h, w = label.size[1], label.size[0]
     label.resize((w // 2, h)).save(label_file(d, name))
     return (f'{label_file(d, name)}: the label is {h}x{w // 2} but its image '
-            f'is {h}x{w} (height x width)')
+            f"is {h}x{w} (height x width): save the label at its image's "
+            'size (nearest-neighbour resampling keeps its values)')
 
 
 def label_not_a_class(d, name):
@@ -142,7 +146,8 @@ def label_not_a_class(d, name):
     wrong.putpalette(label.getpalette())
     wrong.save(label_file(d, name))
     return (f'{label_file(d, name)}: label values [30] are not classes '
-            '(0..20, or 255 for void)')
+            "(0..20, or 255 for void): list every class in the data's "
+            'classes.txt, or mark those pixels 255')
 
 
 @pytest.mark.parametrize('damage', [
@@ -159,6 +164,21 @@ def test_dataset_faults_are_found_before_training(damage, synth_voc,
     assert fails(['train', '--data', d, '--out', out, '--labels', 'voc']
                  + TINY, capsys) == message
     assert not os.path.exists(out)  # nothing trained, nothing to clear
+
+
+@pytest.mark.parametrize('damage', [
+    no_image, no_label, corrupt_image, truncated_image, truncated_label,
+    label_of_other_size, label_not_a_class])
+def test_dataset_faults_are_found_before_evaluating(damage, reference,
+                                                    synth_voc, tmp_path,
+                                                    capsys, lenient_pil):
+    """The split evaluate scores is checked as train checks it (a label
+    smaller than its image ended in numpy's IndexError)."""
+    d = str(tmp_path / 'data')
+    shutil.copytree(synth_voc, d)
+    message = damage(d, dataset.read_split(d, 'train')[0])
+    assert fails(['evaluate', '--run', reference, '--data', d, '--split',
+                  'train'], capsys) == message
 
 
 def test_no_image_as_large_as_the_crop(synth_voc, tmp_path, capsys):
@@ -179,7 +199,7 @@ def test_label_values_beyond_the_classes_of_an_index_dataset(
     message = fails(['train', '--data', d, '--out', str(tmp_path / 'run'),
                      '--labels', 'd2l'] + TINY, capsys)
     assert re.fullmatch(r'.+\.png: label values \[\d.*\] are not classes '
-                        r'\(0\.\.1, or 255 for void\)', message)
+                        r'\(0\.\.1, or 255 for void\): .+', message)
 
 
 # Flag and run-folder faults.
