@@ -494,6 +494,37 @@ def test_resume_takes_over_a_run_left_by_a_killed_process(reference,
     assert not os.path.exists(os.path.join(out, '.lock'))
     assert not os.path.exists(os.path.join(reference, '.lock'))
 
+
+def test_resume_passes_over_a_cut_newest_checkpoint(reference, tmp_path,
+                                                    capsys):
+    """A newest checkpoint cut short (epoch 2's params) is passed over
+    with a note; the run resumes from epoch 1's and ends as the reference
+    run ended."""
+    out = str(tmp_path / 'run')
+    shutil.copytree(reference, out)
+    for name in os.listdir(out):
+        if name not in ('config.json', 'log.txt', 'checkpoints'):
+            os.remove(os.path.join(out, name))
+    checkpoints = os.path.join(out, 'checkpoints')
+    for name in os.listdir(checkpoints):
+        if name.startswith('epoch-0003.'):
+            os.remove(os.path.join(checkpoints, name))
+    params = os.path.join(checkpoints, 'epoch-0002.params')
+    cut_in_half(params)
+    states = params.replace('.params', '.states')
+    capsys.readouterr()
+    assert main(['train', '--out', out, '--resume', '--keep-checkpoints',
+                 '0']) == 0
+    assert (f'gluon-fcn: note: --resume: cannot load {params} and {states};'
+            ' resuming from epoch 1, the newest checkpoint that loads') in \
+        capsys.readouterr().err.splitlines()
+    assert same_params(os.path.join(out, 'fcn.params'),
+                       os.path.join(reference, 'fcn.params'))
+    assert figures(out) == figures(reference)
+    assert filecmp.cmp(params, os.path.join(reference, 'checkpoints',
+                                            'epoch-0002.params'),
+                       shallow=False)
+
 def test_non_finite_loss_stops_and_keeps_the_checkpoints(reference,
                                                          tmp_path, capsys):
     """Epoch 1 as the reference trained it, then epoch 2 with lr 1e30 (set

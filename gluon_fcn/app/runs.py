@@ -25,8 +25,8 @@ from mxnet import gluon
 
 from .. import fast
 from ..core.arrays import zeros
-from ..core.checkpoint import (load_device_copies, save_device_copies,
-                               save_params)
+from ..core.checkpoint import (UnreadableCheckpoint, load_device_copies,
+                               save_device_copies, save_params)
 from ..core.dataset import (SegDataset, data_path, example_paths,
                             no_image_fits, read_image, read_split,
                             resolve_data)
@@ -232,10 +232,31 @@ def prune_checkpoints(out, keep):
 
 
 def load_last_checkpoint(out, net, trainer):
-    """Restore the newest complete checkpoint; return (epoch, History)."""
-    epoch = last_checkpoint(out)
-    if epoch is None:
-        return 0, History()
+    """Restore the newest complete checkpoint that loads; return (epoch,
+    History). A newer one whose files do not load (cut short by a crash
+    of the disk) is passed over with a note, and the run resumes exactly
+    from the one before; where none loads, the newest's fault is raised.
+    """
+    epochs = complete_checkpoints(out)
+    newest_fault = None
+    for epoch in reversed(epochs):
+        try:
+            restored = load_checkpoint(out, epoch, net, trainer)
+        except UnreadableCheckpoint as e:
+            newest_fault = newest_fault or e
+            continue
+        if newest_fault:
+            print(f'gluon-fcn: note: {newest_fault}; resuming from epoch '
+                  f'{epoch}, the newest checkpoint that loads',
+                  file=sys.stderr)
+        return restored
+    if newest_fault:
+        raise newest_fault
+    return 0, History()
+
+
+def load_checkpoint(out, epoch, net, trainer):
+    """Restore the checkpoint of `epoch`; return (epoch, History)."""
     params, states, devices, meta_path = checkpoint_paths(out, epoch)
     meta = load_json(meta_path)
     for path in (params, states):
@@ -244,7 +265,8 @@ def load_last_checkpoint(out, net, trainer):
         net.load_parameters(params, ctx=list_ctx(net))
         trainer.load_states(states)
     except Exception as e:  # MXNetError, OSError: a damaged checkpoint
-        raise FCNError(f'--resume: cannot load {params} and {states}') from e
+        raise UnreadableCheckpoint(
+            f'--resume: cannot load {params} and {states}') from e
     load_device_copies(net, devices)
     points = [tuple(p) for p in meta['points']]
     return meta['epoch'], History(points, meta['epochs'])
