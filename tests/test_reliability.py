@@ -402,23 +402,23 @@ def held(tmp_path):
     import fcntl
     files = []
 
-    def hold(folder):
+    def hold(folder, name='.lock'):
         os.makedirs(folder, exist_ok=True)
-        f = open(os.path.join(folder, '.lock'), 'w')
+        f = open(os.path.join(folder, name), 'w')
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         f.write(f'{os.getpid()}\n')
         f.flush()
         files.append(f)
-        return os.path.join(folder, '.lock')
+        return os.path.join(folder, name)
     yield hold
     for f in files:
         f.close()
 
 
-def in_use(folder, lock):
-    return (f'--out {folder}: in use by process {os.getpid()}, which '
+def in_use(folder, lock, flag='--out', kind='folder'):
+    return (f'{flag} {folder}: in use by process {os.getpid()}, which '
             f'holds {lock}; wait for it to finish or stop it, or give '
-            'another folder')
+            f'another {kind}')
 
 
 def dead_pid():
@@ -460,6 +460,16 @@ def test_predict_into_a_folder_in_use_is_refused(reference, synth_voc,
     assert fails(['predict', '--run', reference, '--out', out, image],
                  capsys) == in_use(out, lock)
     assert os.listdir(out) == ['.lock']
+
+
+def test_evaluate_into_a_json_file_in_use_is_refused(reference, synth_voc,
+                                                     tmp_path, held, capsys):
+    path = str(tmp_path / 'e.json')
+    lock = held(str(tmp_path), '.e.json.lock')
+    assert fails(['evaluate', '--run', reference, '--data', synth_voc,
+                  '--json', path], capsys) == in_use(path, lock, '--json',
+                                                     'file')
+    assert os.listdir(tmp_path) == ['.e.json.lock']
 
 
 def test_a_folder_left_locked_by_a_dead_process_is_taken_over(

@@ -18,9 +18,9 @@ from ..core import numeric
 from ..core.labels import LABEL_CONVENTIONS
 from ..errors import FCNError, WriteError
 from . import interrupts
-from .locks import folder_lock
 from .config import (TrainConfig, add_config_args, config_from_args,
                      parse_crop, parse_pair)
+from .locks import file_lock, folder_lock
 from .parsing import ParseError, Parser
 
 DEFAULTS = TrainConfig()
@@ -417,16 +417,19 @@ def cmd_evaluate(args):
     window, stride = parse_windows(args)
     if args.model and args.crops:
         raise FCNError('--crops: goes with --run (the crops are the run\'s)')
-    if args.model:
-        evaluate_model(args.model, args.model_root, args.params, args.data,
-                       args.data_dir, args.split, args.labels, args.json,
-                       window, stride, args.device)
-    else:
-        with precision_notes():
-            evaluate_run(args.run, args.data, args.data_dir, args.split,
-                         args.labels, args.json, window, stride,
-                         args.device, args.crops, args.batch_size,
-                         args.seed, args.precision)
+    with file_lock(args.json, '--json') if args.json else \
+            contextlib.nullcontext():  # its figures from one process
+        if args.model:
+            evaluate_model(args.model, args.model_root, args.params,
+                           args.data, args.data_dir, args.split,
+                           args.labels, args.json, window, stride,
+                           args.device)
+        else:
+            with precision_notes():
+                evaluate_run(args.run, args.data, args.data_dir,
+                             args.split, args.labels, args.json, window,
+                             stride, args.device, args.crops,
+                             args.batch_size, args.seed, args.precision)
     return 0
 
 

@@ -1,5 +1,6 @@
 """One writer a run folder: an advisory lock (`fcntl.flock`) on
-`FOLDER/.lock`, held for the life of the command that writes there.
+`FOLDER/.lock` (for `train` and `predict`), or on `.NAME.lock` beside an
+output file (`evaluate --json`), held for the life of the command.
 
 The lock file holds the holder's process id, for the message that refuses
 a second writer. The kernel releases the lock of a process that dies, even
@@ -44,9 +45,10 @@ def alive(pid):
     return True
 
 
-def take(path, flag, folder):
+def take(path, named, kind):
     """Open and lock `path`; its descriptor. Refused in one line naming
-    the folder and the holder while another process has it."""
+    `named` ('--out RUN') and the holder while another process has it.
+    """
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -60,9 +62,9 @@ def take(path, flag, folder):
                 raise WriteError(path, os_cause(e), 'locking') from e
             pid = holder(path)
             who = f'process {pid}' if pid else 'another process'
-            raise FCNError(f'{flag} {folder}: in use by {who}, which holds '
+            raise FCNError(f'{named}: in use by {who}, which holds '
                            f'{path}; wait for it to finish or stop it, or '
-                           'give another folder') from e
+                           f'give another {kind}') from e
         try:  # the file we locked is still the one at `path` (a holder
             # that finished may have removed it between open and flock)
             if os.fstat(fd).st_ino == os.stat(path).st_ino:
@@ -73,23 +75,20 @@ def take(path, flag, folder):
 
 
 @contextlib.contextmanager
-def folder_lock(folder, flag='--out'):
-    """Hold `folder`'s lock for the block (making the folder); a lock
-    left by a process that is gone is taken over with a note on stderr.
-    The lock file goes at the end, and the folder too if the block left
-    it empty and it was made here."""
-    if os.path.lexists(folder):
-        check_readable(folder, 'folder')
+def locked(folder, name, named, kind):
+    """Hold the lock file `folder/name` for the block, making `folder`; a
+    lock left by a process that is gone is taken over with a note on
+    stderr. The lock file goes at the end, and the folder too if the
+    block left it empty and it was made here."""
     made = not os.path.isdir(folder)
     make_folder(folder)
-    path = os.path.join(folder, LOCK_NAME)
-    fd = take(path, flag, folder)
+    path = os.path.join(folder, name)
+    fd = take(path, named, kind)
     try:
         left = holder(path)
         if left and left != os.getpid() and not alive(left):
-            print(f'gluon-fcn: note: {flag} {folder} was left locked by '
-                  f'process {left}, which is gone; taking it over',
-                  file=sys.stderr)
+            print(f'gluon-fcn: note: {named} was left locked by process '
+                  f'{left}, which is gone; taking it over', file=sys.stderr)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f'{os.getpid()}\n'.encode('ascii'), 0)
         yield
@@ -100,3 +99,21 @@ def folder_lock(folder, flag='--out'):
         if made:
             with contextlib.suppress(OSError):
                 os.rmdir(folder)  # only if empty
+
+
+def folder_lock(folder, flag='--out'):
+    """`locked` on `folder/.lock`: one writer the folder."""
+    if os.path.lexists(folder):
+        check_readable(folder, 'folder')
+    return locked(folder, LOCK_NAME, f'{flag} {folder}', 'folder')
+
+
+def file_lock(path, flag):
+    """`locked` on `.NAME.lock` beside the output file `path`: one writer
+    it (and the files written beside it). Where that folder cannot be
+    written, no lock: the write itself will say why."""
+    folder = os.path.dirname(path) or '.'
+    if os.path.isdir(folder) and not os.access(folder, os.W_OK):
+        return contextlib.nullcontext()
+    return locked(folder, f'.{os.path.basename(path)}.lock',
+                  f'{flag} {path}', 'file')
