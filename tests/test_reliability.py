@@ -370,21 +370,22 @@ def test_run_killed_mid_epoch_resumes_bit_identical(reference, synth_voc,
             reference, 'checkpoints', name), shallow=False), name
 
 
-def killed_after_epoch_1(reference, out):
-    """A copy of the reference run as a kill in epoch 2 leaves it."""
+def killed_after(reference, out, epoch=1):
+    """A copy of the reference run as a kill in epoch `epoch + 1` leaves
+    it (every epoch's checkpoint kept)."""
     shutil.copytree(reference, out)
     for name in os.listdir(out):
         if name not in ('config.json', 'log.txt', 'checkpoints'):
             os.remove(os.path.join(out, name))
     checkpoints = os.path.join(out, 'checkpoints')
     for name in os.listdir(checkpoints):
-        if not name.startswith('epoch-0001.'):
+        if int(name[len('epoch-'):len('epoch-0000')]) > epoch:
             os.remove(os.path.join(checkpoints, name))
     return out
 
 
 def test_resume_from_a_damaged_checkpoint(reference, tmp_path, capsys):
-    out = killed_after_epoch_1(reference, str(tmp_path / 'run'))
+    out = killed_after(reference, str(tmp_path / 'run'))
     params = os.path.join(out, 'checkpoints', 'epoch-0001.params')
     cut_in_half(params)
     states = params.replace('.params', '.states')
@@ -444,7 +445,7 @@ def test_a_second_train_into_a_locked_folder_is_refused(synth_voc,
 
 def test_resume_of_a_folder_being_trained_is_refused(reference, tmp_path,
                                                      held, capsys):
-    out = killed_after_epoch_1(reference, str(tmp_path / 'run'))
+    out = killed_after(reference, str(tmp_path / 'run'))
     before = sorted(os.listdir(os.path.join(out, 'checkpoints')))
     lock = held(out)
     assert fails(['train', '--out', out, '--resume'], capsys) == \
@@ -491,7 +492,7 @@ def test_a_folder_left_locked_by_a_dead_process_is_taken_over(
 
 def test_resume_takes_over_a_run_left_by_a_killed_process(reference,
                                                            tmp_path, capsys):
-    out = killed_after_epoch_1(reference, str(tmp_path / 'run'))
+    out = killed_after(reference, str(tmp_path / 'run'))
     pid = dead_pid()
     with open(os.path.join(out, '.lock'), 'w') as f:
         f.write(f'{pid}\n')
@@ -510,16 +511,8 @@ def test_resume_passes_over_a_cut_newest_checkpoint(reference, tmp_path,
     """A newest checkpoint cut short (epoch 2's params) is passed over
     with a note; the run resumes from epoch 1's and ends as the reference
     run ended."""
-    out = str(tmp_path / 'run')
-    shutil.copytree(reference, out)
-    for name in os.listdir(out):
-        if name not in ('config.json', 'log.txt', 'checkpoints'):
-            os.remove(os.path.join(out, name))
-    checkpoints = os.path.join(out, 'checkpoints')
-    for name in os.listdir(checkpoints):
-        if name.startswith('epoch-0003.'):
-            os.remove(os.path.join(checkpoints, name))
-    params = os.path.join(checkpoints, 'epoch-0002.params')
+    out = killed_after(reference, str(tmp_path / 'run'), 2)
+    params = os.path.join(out, 'checkpoints', 'epoch-0002.params')
     cut_in_half(params)
     states = params.replace('.params', '.states')
     capsys.readouterr()
@@ -539,7 +532,7 @@ def test_non_finite_loss_stops_and_keeps_the_checkpoints(reference,
                                                          tmp_path, capsys):
     """Epoch 1 as the reference trained it, then epoch 2 with lr 1e30 (set
     in the optimizer the checkpoint restores)."""
-    out = killed_after_epoch_1(reference, str(tmp_path / 'run'))
+    out = killed_after(reference, str(tmp_path / 'run'))
     checkpoints = os.path.join(out, 'checkpoints')
     states = os.path.join(checkpoints, 'epoch-0001.states')
     with open(states, 'rb') as f:
