@@ -181,6 +181,19 @@ def test_dataset_faults_are_found_before_evaluating(damage, reference,
                   'train'], capsys) == message
 
 
+@pytest.mark.parametrize('index_labels', [False, True])
+def test_the_package_s_dataset_refuses_a_label_of_other_size(
+        index_labels, synth_voc, tmp_path):
+    """SegDataset, d2l's VOCSegDataset as the package uses it, read the
+    pairs apart (the book's own classes keep the book's behaviour)."""
+    d = str(tmp_path / 'data')
+    shutil.copytree(synth_voc, d)
+    message = label_of_other_size(d, dataset.read_split(d, 'train')[3])
+    with pytest.raises(FCNError) as e:
+        dataset.SegDataset(True, (64, 64), d, index_labels=index_labels)
+    assert str(e.value) == message
+
+
 def test_no_image_as_large_as_the_crop(synth_voc, tmp_path, capsys):
     out = str(tmp_path / 'run')
     assert fails(['train', '--data', synth_voc, '--out', out, '--crop',

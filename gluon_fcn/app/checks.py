@@ -13,7 +13,8 @@ import numpy as onp
 from PIL import Image, ImageFile
 from tqdm import tqdm
 
-from ..core.dataset import example_paths, no_image_fits, read_image
+from ..core.dataset import (example_paths, no_image_fits, other_size,
+                            read_image)
 from ..core.dataset import read_split
 from ..core.files import check_readable
 from ..core.labels import IGNORE_LABEL, voc_palette
@@ -100,11 +101,7 @@ def check_example(voc_dir, split, name, allowed):
     _, size = decode_image(image_path, 'image')
     label, label_size = decode_image(label_path, 'label')
     if label_size != size:
-        raise FCNError(f'{label_path}: the label is {label_size[0]}x'
-                       f'{label_size[1]} but its image is {size[0]}x'
-                       f'{size[1]} (height x width): save the label at its '
-                       "image's size (nearest-neighbour resampling keeps "
-                       'its values)')
+        raise FCNError(other_size(label_path, label_size, size))
     if allowed is not None:
         bad = [v for v in label_values(label) if v not in allowed]
         if bad:
