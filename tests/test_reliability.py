@@ -476,6 +476,17 @@ def test_predict_into_a_folder_in_use_is_refused(reference, synth_voc,
     assert os.listdir(out) == ['.lock']
 
 
+def test_overwrite_clears_the_run_it_holds_the_lock_of(reference,
+                                                       synth_voc, tmp_path):
+    out = str(tmp_path / 'run')
+    shutil.copytree(reference, out)
+    assert main(['train', '--data', synth_voc, '--out', out, '--epochs',
+                 '1', '--overwrite'] + TINY) == 0
+    assert sorted(os.listdir(os.path.join(out, 'checkpoints'))) == [
+        f'epoch-0001.{ext}' for ext in ('devices', 'json', 'params',
+                                        'states')]
+    assert '.lock' not in os.listdir(out)
+
 def test_evaluate_into_a_json_file_in_use_is_refused(reference, synth_voc,
                                                      tmp_path, held, capsys):
     path = str(tmp_path / 'e.json')
