@@ -424,7 +424,7 @@ def test_a_read_only_output_folder(tiny_voc, run, tmp_path):
          str(folder / 'e.json')]], str(tmp_path))
     error = 'gluon-fcn: error: permission denied while'
     assert results == [
-        (2, [f'{error} creating {folder}/run/checkpoints']),
+        (2, [f'{error} creating {folder}/run']),
         (2, [f'gluon-fcn: error: --out {folder}/data: permission denied '
              f'while creating {folder}/data/JPEGImages']),
         (2, [f'{error} creating {folder}/pred']),

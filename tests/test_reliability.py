@@ -32,12 +32,14 @@ TINY = ['--crop', '64,64', '--batch-size', '2', '--seed', '0',
 
 def fails(args, capsys):
     """Run the CLI; it must exit 2 with one line on stderr besides the
-    progress bars (no traceback): return its message."""
+    progress bars and the note that a run was trained on synthetic data
+    (test_cli checks that one), no traceback: return its message."""
     capsys.readouterr()
     assert main(args) == 2
     err = capsys.readouterr().err
     lines = [line.strip() for line in re.split('[\r\n]', err)
-             if line.strip() and not re.match(r'epoch \d+/\d+:', line)]
+             if line.strip() and not re.match(r'epoch \d+/\d+:', line)
+             and 'was trained on synthetic data' not in line]
     assert len(lines) == 1 and lines[0].startswith('gluon-fcn: error: '), err
     return lines[0][len('gluon-fcn: error: '):]
 
@@ -92,13 +94,14 @@ def no_image(d, name):
     with open(split_file(d, 'train'), 'a') as f:
         f.write('ghost\n')
     return (f"{image_file(d, 'ghost')}: no such file, but the train split "
-            'lists ghost')
+            'lists ghost (add the file, or remove the line from train.txt)')
 
 
 def no_label(d, name):
     os.remove(label_file(d, name))
     return (f'{label_file(d, name)}: no such file, but the train split '
-            f'lists {name}')
+            f'lists {name} (add the file, or remove the line from '
+            'train.txt)')
 
 
 def empty_split(d, name):
@@ -131,7 +134,8 @@ def label_of_other_size(d, name):
     h, w = label.size[1], label.size[0]
     label.resize((w // 2, h)).save(label_file(d, name))
     return (f'{label_file(d, name)}: the label is {h}x{w // 2} but its image '
-            f'is {h}x{w} (height x width)')
+            f"is {h}x{w} (height x width): save the label at its image's "
+            'size (nearest-neighbour resampling keeps its values)')
 
 
 def label_not_a_class(d, name):
@@ -142,7 +146,8 @@ def label_not_a_class(d, name):
     wrong.putpalette(label.getpalette())
     wrong.save(label_file(d, name))
     return (f'{label_file(d, name)}: label values [30] are not classes '
-            '(0..20, or 255 for void)')
+            "(0..20, or 255 for void): list every class in the data's "
+            'classes.txt, or mark those pixels 255')
 
 
 @pytest.mark.parametrize('damage', [
@@ -159,6 +164,34 @@ def test_dataset_faults_are_found_before_training(damage, synth_voc,
     assert fails(['train', '--data', d, '--out', out, '--labels', 'voc']
                  + TINY, capsys) == message
     assert not os.path.exists(out)  # nothing trained, nothing to clear
+
+
+@pytest.mark.parametrize('damage', [
+    no_image, no_label, corrupt_image, truncated_image, truncated_label,
+    label_of_other_size, label_not_a_class])
+def test_dataset_faults_are_found_before_evaluating(damage, reference,
+                                                    synth_voc, tmp_path,
+                                                    capsys, lenient_pil):
+    """The split evaluate scores is checked as train checks it (a label
+    smaller than its image ended in numpy's IndexError)."""
+    d = str(tmp_path / 'data')
+    shutil.copytree(synth_voc, d)
+    message = damage(d, dataset.read_split(d, 'train')[0])
+    assert fails(['evaluate', '--run', reference, '--data', d, '--split',
+                  'train'], capsys) == message
+
+
+@pytest.mark.parametrize('index_labels', [False, True])
+def test_the_package_s_dataset_refuses_a_label_of_other_size(
+        index_labels, synth_voc, tmp_path):
+    """SegDataset, d2l's VOCSegDataset as the package uses it, read the
+    pairs apart (the book's own classes keep the book's behaviour)."""
+    d = str(tmp_path / 'data')
+    shutil.copytree(synth_voc, d)
+    message = label_of_other_size(d, dataset.read_split(d, 'train')[3])
+    with pytest.raises(FCNError) as e:
+        dataset.SegDataset(True, (64, 64), d, index_labels=index_labels)
+    assert str(e.value) == message
 
 
 def test_no_image_as_large_as_the_crop(synth_voc, tmp_path, capsys):
@@ -179,7 +212,7 @@ def test_label_values_beyond_the_classes_of_an_index_dataset(
     message = fails(['train', '--data', d, '--out', str(tmp_path / 'run'),
                      '--labels', 'd2l'] + TINY, capsys)
     assert re.fullmatch(r'.+\.png: label values \[\d.*\] are not classes '
-                        r'\(0\.\.1, or 255 for void\)', message)
+                        r'\(0\.\.1, or 255 for void\): .+', message)
 
 
 # Flag and run-folder faults.
@@ -350,21 +383,22 @@ def test_run_killed_mid_epoch_resumes_bit_identical(reference, synth_voc,
             reference, 'checkpoints', name), shallow=False), name
 
 
-def killed_after_epoch_1(reference, out):
-    """A copy of the reference run as a kill in epoch 2 leaves it."""
+def killed_after(reference, out, epoch=1):
+    """A copy of the reference run as a kill in epoch `epoch + 1` leaves
+    it (every epoch's checkpoint kept)."""
     shutil.copytree(reference, out)
     for name in os.listdir(out):
         if name not in ('config.json', 'log.txt', 'checkpoints'):
             os.remove(os.path.join(out, name))
     checkpoints = os.path.join(out, 'checkpoints')
     for name in os.listdir(checkpoints):
-        if not name.startswith('epoch-0001.'):
+        if int(name[len('epoch-'):len('epoch-0000')]) > epoch:
             os.remove(os.path.join(checkpoints, name))
     return out
 
 
 def test_resume_from_a_damaged_checkpoint(reference, tmp_path, capsys):
-    out = killed_after_epoch_1(reference, str(tmp_path / 'run'))
+    out = killed_after(reference, str(tmp_path / 'run'))
     params = os.path.join(out, 'checkpoints', 'epoch-0001.params')
     cut_in_half(params)
     states = params.replace('.params', '.states')
@@ -372,11 +406,157 @@ def test_resume_from_a_damaged_checkpoint(reference, tmp_path, capsys):
         f'--resume: cannot load {params} and {states}')
 
 
+
+# One writer a run folder (issue 25): a lock on FOLDER/.lock.
+
+@pytest.fixture
+def held(tmp_path):
+    """Lock a folder as a training process would: flock on its .lock with
+    this process's id in it; yield a function that locks a given folder."""
+    import fcntl
+    files = []
+
+    def hold(folder, name='.lock'):
+        os.makedirs(folder, exist_ok=True)
+        f = open(os.path.join(folder, name), 'w')
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        f.write(f'{os.getpid()}\n')
+        f.flush()
+        files.append(f)
+        return os.path.join(folder, name)
+    yield hold
+    for f in files:
+        f.close()
+
+
+def in_use(folder, lock, flag='--out', kind='folder'):
+    return (f'{flag} {folder}: in use by process {os.getpid()}, which '
+            f'holds {lock}; wait for it to finish or stop it, or give '
+            f'another {kind}')
+
+
+def dead_pid():
+    """The id of a process that has ended."""
+    proc = subprocess.Popen([sys.executable, '-c', 'pass'])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_second_train_into_a_locked_folder_is_refused(synth_voc,
+                                                        tmp_path, held):
+    out = str(tmp_path / 'run')
+    lock = held(out)
+    proc = subprocess.run(
+        [sys.executable, '-m', 'gluon_fcn.app.cli', 'train', '--data',
+         synth_voc, '--out', out, '--epochs', '1', '--lr', '0.5'] + TINY,
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f'gluon-fcn: error: {in_use(out, lock)}']
+    assert os.listdir(out) == ['.lock']  # nothing written beside it
+
+
+def test_resume_of_a_folder_being_trained_is_refused(reference, tmp_path,
+                                                     held, capsys):
+    out = killed_after(reference, str(tmp_path / 'run'))
+    before = sorted(os.listdir(os.path.join(out, 'checkpoints')))
+    lock = held(out)
+    assert fails(['train', '--out', out, '--resume'], capsys) == \
+        in_use(out, lock)
+    assert sorted(os.listdir(os.path.join(out, 'checkpoints'))) == before
+
+
+def test_predict_into_a_folder_in_use_is_refused(reference, synth_voc,
+                                                 tmp_path, held, capsys):
+    out = str(tmp_path / 'pred')
+    lock = held(out)
+    image = image_file(synth_voc, dataset.read_split(synth_voc, 'val')[0])
+    assert fails(['predict', '--run', reference, '--out', out, image],
+                 capsys) == in_use(out, lock)
+    assert os.listdir(out) == ['.lock']
+
+
+def test_overwrite_clears_the_run_it_holds_the_lock_of(reference,
+                                                       synth_voc, tmp_path):
+    out = str(tmp_path / 'run')
+    shutil.copytree(reference, out)
+    assert main(['train', '--data', synth_voc, '--out', out, '--epochs',
+                 '1', '--overwrite'] + TINY) == 0
+    assert sorted(os.listdir(os.path.join(out, 'checkpoints'))) == [
+        f'epoch-0001.{ext}' for ext in ('devices', 'json', 'params',
+                                        'states')]
+    assert '.lock' not in os.listdir(out)
+
+def test_evaluate_into_a_json_file_in_use_is_refused(reference, synth_voc,
+                                                     tmp_path, held, capsys):
+    path = str(tmp_path / 'e.json')
+    lock = held(str(tmp_path), '.e.json.lock')
+    assert fails(['evaluate', '--run', reference, '--data', synth_voc,
+                  '--json', path], capsys) == in_use(path, lock, '--json',
+                                                     'file')
+    assert os.listdir(tmp_path) == ['.e.json.lock']
+
+
+def test_a_folder_left_locked_by_a_dead_process_is_taken_over(
+        reference, synth_voc, tmp_path, capsys):
+    out = tmp_path / 'pred'
+    out.mkdir()
+    pid = dead_pid()
+    (out / '.lock').write_text(f'{pid}\n')
+    image = image_file(synth_voc, dataset.read_split(synth_voc, 'val')[0])
+    capsys.readouterr()
+    assert main(['predict', '--run', reference, '--out', str(out),
+                 image]) == 0
+    err = capsys.readouterr().err
+    assert f'gluon-fcn: note: --out {out} was left locked by process ' \
+        f'{pid}, which is gone; taking it over' in err.splitlines()
+    stem = os.path.splitext(os.path.basename(image))[0]
+    assert sorted(os.listdir(out)) == [f'{stem}.png', f'{stem}_overlay.png']
+
+
+def test_resume_takes_over_a_run_left_by_a_killed_process(reference,
+                                                           tmp_path, capsys):
+    out = killed_after(reference, str(tmp_path / 'run'))
+    pid = dead_pid()
+    with open(os.path.join(out, '.lock'), 'w') as f:
+        f.write(f'{pid}\n')
+    capsys.readouterr()
+    assert main(['train', '--out', out, '--resume']) == 0
+    assert f'was left locked by process {pid}, which is gone' in \
+        capsys.readouterr().err
+    assert same_params(os.path.join(out, 'fcn.params'),
+                       os.path.join(reference, 'fcn.params'))
+    assert not os.path.exists(os.path.join(out, '.lock'))
+    assert not os.path.exists(os.path.join(reference, '.lock'))
+
+
+def test_resume_passes_over_a_cut_newest_checkpoint(reference, tmp_path,
+                                                    capsys):
+    """A newest checkpoint cut short (epoch 2's params) is passed over
+    with a note; the run resumes from epoch 1's and ends as the reference
+    run ended."""
+    out = killed_after(reference, str(tmp_path / 'run'), 2)
+    params = os.path.join(out, 'checkpoints', 'epoch-0002.params')
+    cut_in_half(params)
+    states = params.replace('.params', '.states')
+    capsys.readouterr()
+    assert main(['train', '--out', out, '--resume', '--keep-checkpoints',
+                 '0']) == 0
+    assert (f'gluon-fcn: note: --resume: cannot load {params} and {states};'
+            ' resuming from epoch 1, the newest checkpoint that loads') in \
+        capsys.readouterr().err.splitlines()
+    assert same_params(os.path.join(out, 'fcn.params'),
+                       os.path.join(reference, 'fcn.params'))
+    assert figures(out) == figures(reference)
+    assert filecmp.cmp(params, os.path.join(reference, 'checkpoints',
+                                            'epoch-0002.params'),
+                       shallow=False)
+
 def test_non_finite_loss_stops_and_keeps_the_checkpoints(reference,
                                                          tmp_path, capsys):
     """Epoch 1 as the reference trained it, then epoch 2 with lr 1e30 (set
     in the optimizer the checkpoint restores)."""
-    out = killed_after_epoch_1(reference, str(tmp_path / 'run'))
+    out = killed_after(reference, str(tmp_path / 'run'))
     checkpoints = os.path.join(out, 'checkpoints')
     states = os.path.join(checkpoints, 'epoch-0001.states')
     with open(states, 'rb') as f:

@@ -13,7 +13,8 @@ import numpy as onp
 from PIL import Image, ImageFile
 from tqdm import tqdm
 
-from ..core.dataset import example_paths, no_image_fits, read_image
+from ..core.dataset import (example_paths, no_image_fits, other_size,
+                            read_image)
 from ..core.dataset import read_split
 from ..core.files import check_readable
 from ..core.labels import IGNORE_LABEL, voc_palette
@@ -95,34 +96,47 @@ def check_example(voc_dir, split, name, allowed):
     for path in (image_path, label_path):
         if not os.path.isfile(path):
             raise FCNError(f'{path}: no such file, but the {split} split '
-                           f'lists {name}')
+                           f'lists {name} (add the file, or remove the '
+                           f'line from {split}.txt)')
     _, size = decode_image(image_path, 'image')
     label, label_size = decode_image(label_path, 'label')
     if label_size != size:
-        raise FCNError(f'{label_path}: the label is {label_size[0]}x'
-                       f'{label_size[1]} but its image is {size[0]}x'
-                       f'{size[1]} (height x width)')
+        raise FCNError(other_size(label_path, label_size, size))
     if allowed is not None:
         bad = [v for v in label_values(label) if v not in allowed]
         if bad:
             raise FCNError(f'{label_path}: label values {bad} are not '
                            f'classes (0..{len(allowed) - 2}, or 255 for '
-                           'void)')
+                           'void): list every class in the data\'s '
+                           'classes.txt, or mark those pixels 255')
     return size
 
 
-def check_split(voc_dir, split, crop_size, allowed=None, progress=True):
-    """Check every example of a split; return their (height, width)s."""
+def check_split(voc_dir, split, crop_size=None, allowed=None,
+                progress=True):
+    """Check every example of a split, and with a `crop_size` that one
+    image is as large; return their (height, width)s."""
     names = read_split(voc_dir, split)
     if not names:
         raise FCNError(no_image_fits(voc_dir, split, crop_size, []))
     sizes = [check_example(voc_dir, split, name, allowed) for name in tqdm(
         names, desc=f'checking {split}', disable=not progress, delay=2,
         leave=False)]
+    if crop_size is None:
+        return sizes
     h, w = crop_size
     if not any(ih >= h and iw >= w for ih, iw in sizes):
         raise FCNError(no_image_fits(voc_dir, split, crop_size, sizes))
     return sizes
+
+
+def check_evaluated(voc_dir, split, num_classes, labels, index_labels,
+                    crop_size=None, progress=True):
+    """Check the `split` that `evaluate` scores (with `crop_size`, the
+    chapter's random crops, that one image is as large) before any image
+    is predicted; raise `FCNError` on a fault."""
+    check_split(voc_dir, split, crop_size,
+                allowed_labels(num_classes, labels, index_labels), progress)
 
 
 def check_dataset(voc_dir, crop_size, num_classes, labels='d2l',

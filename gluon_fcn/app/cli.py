@@ -20,6 +20,7 @@ from ..errors import FCNError, WriteError
 from . import interrupts
 from .config import (TrainConfig, add_config_args, config_from_args,
                      parse_crop, parse_pair)
+from .locks import file_lock, folder_lock
 from .parsing import ParseError, Parser
 
 DEFAULTS = TrainConfig()
@@ -390,15 +391,17 @@ def cmd_predict(args):
     check_net_args(args)
     window, stride = parse_windows(args)
     ctx = one_device(args.device)
-    with precision_notes():
-        net, legend, window = open_net(args.run, args.model, args.onnx,
-                                       args.model_root, args.params, ctx,
-                                       window, args.precision)
-    print_choice(net, args.run)
-    print(f'predicting in {precision_line(net, ctx)}')
-    # a run and its ONNX export print alike; a zoo model as the material
-    failed = predict_files(net, legend, args.images, args.out, window,
-                           stride, ctx, details=bool(args.model))
+    with folder_lock(args.out):  # one writer: masks of one net only
+        with precision_notes():
+            net, legend, window = open_net(
+                args.run, args.model, args.onnx, args.model_root,
+                args.params, ctx, window, args.precision)
+        print_choice(net, args.run)
+        print(f'predicting in {precision_line(net, ctx)}')
+        # a run and its ONNX export print alike; a zoo model as the
+        # material
+        failed = predict_files(net, legend, args.images, args.out, window,
+                               stride, ctx, details=bool(args.model))
     return 1 if failed else 0
 
 
@@ -414,16 +417,19 @@ def cmd_evaluate(args):
     window, stride = parse_windows(args)
     if args.model and args.crops:
         raise FCNError('--crops: goes with --run (the crops are the run\'s)')
-    if args.model:
-        evaluate_model(args.model, args.model_root, args.params, args.data,
-                       args.data_dir, args.split, args.labels, args.json,
-                       window, stride, args.device)
-    else:
-        with precision_notes():
-            evaluate_run(args.run, args.data, args.data_dir, args.split,
-                         args.labels, args.json, window, stride,
-                         args.device, args.crops, args.batch_size,
-                         args.seed, args.precision)
+    with file_lock(args.json, '--json') if args.json else \
+            contextlib.nullcontext():  # its figures from one process
+        if args.model:
+            evaluate_model(args.model, args.model_root, args.params,
+                           args.data, args.data_dir, args.split,
+                           args.labels, args.json, window, stride,
+                           args.device)
+        else:
+            with precision_notes():
+                evaluate_run(args.run, args.data, args.data_dir,
+                             args.split, args.labels, args.json, window,
+                             stride, args.device, args.crops,
+                             args.batch_size, args.seed, args.precision)
     return 0
 
 

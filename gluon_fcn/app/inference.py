@@ -22,7 +22,7 @@ from ..fast.cpu import cpu_path
 from ..fast.export import OnnxNet
 from ..fast.native import cpu_model
 from . import figures
-from .checks import read_checked_image
+from .checks import check_evaluated, read_checked_image
 from .choices import choice_path
 from .config import TrainConfig
 from .runs import data_folder, load_run, parse_devices
@@ -172,6 +172,8 @@ def evaluate_run(run_dir, data, data_dir, split='val', labels='voc',
                                  labels=labels)
     voc_dir = data_folder(config)
     index_labels = resolve_classes(config.classes, voc_dir)[1]
+    check_evaluated(voc_dir, split, len(config.classes), labels,
+                    index_labels, config.crop if crops else None)
     print_choice(net, run_dir)
     if crops:
         return crop_accuracy(net, config, voc_dir, split, batch_size, seed,
@@ -191,12 +193,13 @@ def evaluate_model(model, model_root, params, data, data_dir, split='val',
     ctx = parse_devices(device, '--device')[0]
     voc_dir = data_folder(dataclasses.replace(TrainConfig(), data=data,
                                               data_dir=data_dir))
-    classes = resolve_classes(None, voc_dir)[0]
+    classes, index_labels = resolve_classes(None, voc_dir)
     net, legend, window = open_net(model=model, model_root=model_root,
                                    params=params, ctx=ctx, window=window)
     if len(classes) != len(legend.classes):
         raise FCNError(f'--model {model} predicts {len(legend.classes)} '
                        f'classes, but --data {voc_dir} has {len(classes)}')
+    check_evaluated(voc_dir, split, len(classes), labels, index_labels)
     return score_images(net, legend, voc_dir, split, labels, json_path,
                         window, stride, ctx)
 

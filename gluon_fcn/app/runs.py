@@ -25,8 +25,8 @@ from mxnet import gluon
 
 from .. import fast
 from ..core.arrays import zeros
-from ..core.checkpoint import (load_device_copies, save_device_copies,
-                               save_params)
+from ..core.checkpoint import (UnreadableCheckpoint, load_device_copies,
+                               save_device_copies, save_params)
 from ..core.dataset import (SegDataset, data_path, example_paths,
                             no_image_fits, read_image, read_split,
                             resolve_data)
@@ -46,6 +46,7 @@ from . import figures
 from .checks import check_dataset
 from .choices import params_key, save_choice, saved_choice
 from .config import TrainConfig
+from .locks import entries, folder_lock
 from .trained_on import data_record
 
 
@@ -121,7 +122,7 @@ def check_run_dir(out, resume=False, overwrite=False):
     be started again by the same command."""
     if os.path.lexists(out):
         check_readable(out, 'folder')
-    if os.path.isdir(out) and os.listdir(out) and \
+    if os.path.isdir(out) and entries(out) and \
             not (resume or overwrite or unstarted_run(out)):
         raise FCNError(f'--out {out} already holds files: pass --resume '
                        'to continue that run or --overwrite to replace')
@@ -132,7 +133,7 @@ def check_run_dir(out, resume=False, overwrite=False):
 def unstarted_run(out):
     """Whether `out` holds only what a run writes before its first
     checkpoint (config.json, checkpoints/ with no complete checkpoint)."""
-    names = set(os.listdir(out))
+    names = set(entries(out))
     return 'checkpoints' in names and \
         names <= {'config.json', 'checkpoints'} and \
         last_checkpoint(out) is None
@@ -142,13 +143,18 @@ def prepare_run_dir(out, resume=False, overwrite=False):
     """`check_run_dir`, then clear the run with `overwrite` (or one never
     checkpointed) and make it."""
     check_run_dir(out, resume, overwrite)
-    if not resume and os.path.isdir(out) and os.listdir(out) and \
+    if not resume and os.path.isdir(out) and entries(out) and \
             (overwrite or unstarted_run(out)):
-        try:
-            shutil.rmtree(out)
-        except OSError as e:
-            raise WriteError(e.filename or out, os_cause(e),
-                             'removing') from e
+        for name in entries(out):  # the lock stays: this process holds it
+            path = os.path.join(out, name)
+            try:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
+            except OSError as e:
+                raise WriteError(e.filename or path, os_cause(e),
+                                 'removing') from e
     make_folder(os.path.join(out, 'checkpoints'))
     for folder in (out, os.path.join(out, 'checkpoints')):
         remove_temporaries(folder)
@@ -226,10 +232,31 @@ def prune_checkpoints(out, keep):
 
 
 def load_last_checkpoint(out, net, trainer):
-    """Restore the newest complete checkpoint; return (epoch, History)."""
-    epoch = last_checkpoint(out)
-    if epoch is None:
-        return 0, History()
+    """Restore the newest complete checkpoint that loads; return (epoch,
+    History). A newer one whose files do not load (cut short by a crash
+    of the disk) is passed over with a note, and the run resumes exactly
+    from the one before; where none loads, the newest's fault is raised.
+    """
+    epochs = complete_checkpoints(out)
+    newest_fault = None
+    for epoch in reversed(epochs):
+        try:
+            restored = load_checkpoint(out, epoch, net, trainer)
+        except UnreadableCheckpoint as e:
+            newest_fault = newest_fault or e
+            continue
+        if newest_fault:
+            print(f'gluon-fcn: note: {newest_fault}; resuming from epoch '
+                  f'{epoch}, the newest checkpoint that loads',
+                  file=sys.stderr)
+        return restored
+    if newest_fault:
+        raise newest_fault
+    return 0, History()
+
+
+def load_checkpoint(out, epoch, net, trainer):
+    """Restore the checkpoint of `epoch`; return (epoch, History)."""
     params, states, devices, meta_path = checkpoint_paths(out, epoch)
     meta = load_json(meta_path)
     for path in (params, states):
@@ -238,7 +265,8 @@ def load_last_checkpoint(out, net, trainer):
         net.load_parameters(params, ctx=list_ctx(net))
         trainer.load_states(states)
     except Exception as e:  # MXNetError, OSError: a damaged checkpoint
-        raise FCNError(f'--resume: cannot load {params} and {states}') from e
+        raise UnreadableCheckpoint(
+            f'--resume: cannot load {params} and {states}') from e
     load_device_copies(net, devices)
     points = [tuple(p) for p in meta['points']]
     return meta['epoch'], History(points, meta['epochs'])
@@ -281,13 +309,22 @@ def fit(config, resume=False, overwrite=False, progress=True):
     With a distributed `config.kvstore`, this process is one worker: it
     trains on its shard, rank 0 alone writes the run folder, and each
     worker prints a checksum of its final parameters. Works in either
-    MXNet mode.
+    MXNet mode. The folder is locked for the while (`locks`): a second
+    writer is refused.
     """
     if config.precision != 'fp32':
         raise FCNError(f'--precision {config.precision}: '
                        f'{fast.cpu.bf16_training_refusal()}; train in fp32')
-    out = config.out
     kvstore = dist.create_kvstore(config.kvstore)
+    rank = dist.rank_of(kvstore)[0]
+    with folder_lock(config.out) if rank == 0 else contextlib.nullcontext():
+        return fit_locked(config, kvstore, resume, overwrite, progress)
+
+
+def fit_locked(config, kvstore, resume=False, overwrite=False,
+               progress=True):
+    """`fit`, the run folder locked (by rank 0)."""
+    out = config.out
     rank, num_workers = dist.rank_of(kvstore)
     progress = progress and num_workers == 1  # no bars through the job
     if resume and num_workers > 1:

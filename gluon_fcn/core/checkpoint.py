@@ -82,6 +82,10 @@ def save_device_copies(net, path):
     save_legacy(path, arrays)
 
 
+class UnreadableCheckpoint(FCNError):
+    """A checkpoint file that does not load (cut short, or not one)."""
+
+
 def load_device_copies(net, path):
     """Restore what `save_device_copies` wrote, device by device (a
     checkpoint written before these files existed has none: skipped)."""
@@ -90,7 +94,8 @@ def load_device_copies(net, path):
     try:
         arrays = load_legacy(path)
     except Exception as e:  # MXNetError: truncated or not an NDArray file
-        raise FCNError(f'{path}: cannot read the checkpoint') from e
+        raise UnreadableCheckpoint(f'{path}: cannot read the '
+                                   'checkpoint') from e
     for name, p in device_params(net).items():
         for j, data in enumerate(p.list_data()):
             key = f'{j}:{name}'

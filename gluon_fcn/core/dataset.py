@@ -66,16 +66,30 @@ def example_paths(voc_dir, name):
             os.path.join(voc_dir, 'SegmentationClass', f'{name}.png'))
 
 
+def other_size(label_path, label_size, size):
+    """The message for a label of `label_size` whose image is of `size`
+    ((height, width) each)."""
+    return (f'{label_path}: the label is {label_size[0]}x{label_size[1]} '
+            f'but its image is {size[0]}x{size[1]} (height x width): save '
+            "the label at its image's size (nearest-neighbour resampling "
+            'keeps its values)')
+
+
 def read_voc_split(voc_dir, is_train=True, index_labels=False):
     """d2l's `read_voc_images` with clear errors: the images, and their
     labels as RGB colour maps (d2l) or, with `index_labels`, (H, W, 1)
-    uint8 class indices of a palette or single-channel PNG."""
+    uint8 class indices of a palette or single-channel PNG. A label of
+    another size than its image is refused (the book would crop the two
+    apart, or pair the wrong ones once the small ones are filtered)."""
     features, labels = [], []
     for name in read_split(voc_dir, 'train' if is_train else 'val'):
         image_path, label_path = example_paths(voc_dir, name)
         features.append(read_image(image_path))
         labels.append(np.array(read_label_indices(label_path)[:, :, None])
                       if index_labels else read_image(label_path))
+        if labels[-1].shape[:2] != features[-1].shape[:2]:
+            raise FCNError(other_size(label_path, labels[-1].shape[:2],
+                                      features[-1].shape[:2]))
     return features, labels
 
 
