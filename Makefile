@@ -47,18 +47,26 @@ demo: $(VENV)/.installed-cpu
 		"$(DEMO_RUN)/eval_iou.png, $(DEMO_RUN)/eval_best_worst.png" \
 		"and $(DEMO_RUN)/predict/"
 
-# then the numerical tests again, each pass in its own process, with oneDNN
-# held to a lower instruction set: the kernels other CPUs take (README,
-# "Development"); ORDER=reverse or ORDER=random:SEED reorders the suite
+# The suite in SHARDS processes, each a contiguous part of the ordered
+# modules: MXNet keeps the memory a process has used, past 19 GB over the
+# whole suite in one process. Then the numerical tests again, a process
+# each, with oneDNN held to a lower instruction set: the kernels other
+# CPUs take (README, "Development"). ORDER=reverse or ORDER=random[:SEED]
+# reorders the suite; a random order's seed is drawn once for all parts.
 ORDER ?= file
+SHARDS := 3
 LOWER_ISAS := AVX2 AVX512_CORE
+RUN_ORDER = $(if $(filter random,$(ORDER)),random:$(shell date +%s | cut -c6-),$(ORDER))
 
 test: $(VENV)/.installed-test
-	$(PY) -m pytest --order $(ORDER)
-	@for isa in $(LOWER_ISAS); do \
+	@order=$(RUN_ORDER); for k in $$(seq $(SHARDS)); do \
+		echo "== part $$k of $(SHARDS) of the suite, order $$order"; \
+		$(PY) -m pytest --order $$order --shard $$k/$(SHARDS) || exit 1; \
+	done; \
+	for isa in $(LOWER_ISAS); do \
 		echo "== the numerical tests under DNNL_MAX_CPU_ISA=$$isa"; \
 		DNNL_MAX_CPU_ISA=$$isa $(PY) -m pytest -q -m numerical \
-			--order $(ORDER) || exit 1; \
+			--order $$order || exit 1; \
 	done
 
 # the lessons in JupyterLab (notebooks/, README "Lessons")
