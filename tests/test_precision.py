@@ -12,6 +12,7 @@ import numpy as onp
 import pytest
 from mxnet import np
 
+from cli_output import without_synthetic_note
 from gluon_fcn import threads
 from gluon_fcn.app import choices, runs
 from gluon_fcn.app.cli import main
@@ -451,8 +452,7 @@ def test_predict_says_the_precision_and_cpu_path_and_notes_a_slow_one(
                      '--precision', name, image]) == 0
         captured = capsys.readouterr()
         assert captured.out.startswith(f'predicting in {name} on {path}, ')
-        notes = [line for line in captured.err.splitlines()
-                 if 'synthetic data' not in line]  # test_cli checks that
+        notes = without_synthetic_note(captured.err.splitlines())
         assert len(notes) == (name == 'bf16')
         assert all(n.startswith('gluon-fcn: note: bf16 is slower than '
                                 'fp32 on this CPU (no AMX)') for n in notes)
@@ -658,8 +658,7 @@ def test_int8_of_a_copied_synthetic_run_writes_no_data(run, synth_voc,
     monkeypatch.chdir(tmp_path)
     assert main(['predict', '--run', copy, '--out', 'p', '--precision',
                  'int8', image]) == 2
-    err = [line for line in capsys.readouterr().err.splitlines()
-           if 'was trained on synthetic data' not in line]
+    err = without_synthetic_note(capsys.readouterr().err.splitlines())
     assert len(err) == 1
     assert "calibrating needs the run's training images, not found at " \
         f"{os.path.join('data', 'synthetic_400_60_x0.5')}" in err[0]

@@ -19,6 +19,7 @@ import numpy as onp
 import pytest
 from PIL import Image
 
+from cli_output import without_synthetic_note
 from gluon_fcn import d2l as book
 from gluon_fcn.core import dataset
 from gluon_fcn.app.cli import main
@@ -37,9 +38,9 @@ def fails(args, capsys):
     capsys.readouterr()
     assert main(args) == 2
     err = capsys.readouterr().err
-    lines = [line.strip() for line in re.split('[\r\n]', err)
-             if line.strip() and not re.match(r'epoch \d+/\d+:', line)
-             and 'was trained on synthetic data' not in line]
+    lines = without_synthetic_note(
+        [line.strip() for line in re.split('[\r\n]', err)
+         if line.strip() and not re.match(r'epoch \d+/\d+:', line)])
     assert len(lines) == 1 and lines[0].startswith('gluon-fcn: error: '), err
     return lines[0][len('gluon-fcn: error: '):]
 
@@ -295,8 +296,7 @@ def test_odd_images_are_predicted_and_bad_ones_named(reference, synth_voc,
     capsys.readouterr()
     assert main(['predict', '--run', reference, '--out', str(out), cut]
                 + paths + [str(text)]) == 1  # something failed
-    err = [line for line in capsys.readouterr().err.splitlines()
-           if 'was trained on synthetic data' not in line]  # test_cli's
+    err = without_synthetic_note(capsys.readouterr().err.splitlines())
     assert err == [f'gluon-fcn: error: {undecodable(path)}'
                    for path in (cut, str(text))]
     for path in paths:
