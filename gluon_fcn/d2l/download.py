@@ -181,6 +181,14 @@ def download_voc(data_dir=os.path.join('..', 'data'), url=VOC_URL,
         return voc_dir
     tar_path = download(url, os.path.join(data_dir, url.split('/')[-1]),
                         sha1)
+    return extract_voc(tar_path, data_dir)
+
+
+def extract_voc(tar_path, data_dir):
+    """Extract the VOC2012 folder of `tar_path` to
+    `data_dir/VOCdevkit/VOC2012` through a temporary folder renamed into
+    place when complete; return that folder."""
+    voc_dir = os.path.join(data_dir, VOC_SUBDIR)
     tmp = writing(tempfile.mkdtemp, prefix='.extract-', dir=data_dir,
                   path=data_dir)
     try:
