@@ -22,6 +22,7 @@ from .config import (TrainConfig, add_config_args, config_from_args,
                      parse_crop, parse_pair)
 from .locks import file_lock, folder_lock
 from .parsing import ParseError, Parser
+from .reproduce import add_reproduce_args
 
 DEFAULTS = TrainConfig()
 # compare trains three or more nets side by side: a smaller batch than the
@@ -284,7 +285,10 @@ def build_parser():
             ('export', add_export_args, 'write a run or a zoo model as '
              'MXNet symbol files or ONNX, checked against MXNet'),
             ('compare', add_compare_args, 'train the MXNet and the '
-             'PyTorch chapter side by side (needs the compare extra)')):
+             'PyTorch chapter side by side (needs the compare extra)'),
+            ('reproduce', add_reproduce_args, "the book's run of an "
+             "edition through its own code, with a plan, a report and a "
+             'verdict')):
         add(subcommand(sub, name, help))
     return parser
 
@@ -483,10 +487,15 @@ def cmd_compare(args):
     return 0
 
 
+def cmd_reproduce(args):
+    from .reproduce import cmd_reproduce
+    return cmd_reproduce(args)
+
+
 COMMANDS = {'synth': cmd_synth, 'train': cmd_train,
             'predict': cmd_predict, 'evaluate': cmd_evaluate,
             'compare': cmd_compare, 'launch': cmd_launch,
-            'export': cmd_export}
+            'export': cmd_export, 'reproduce': cmd_reproduce}
 
 
 @contextlib.contextmanager
