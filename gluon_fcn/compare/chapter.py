@@ -7,14 +7,12 @@ The data are d2l's VOC crops (`gluon_fcn.d2l.load_data_voc`, the same
 normalisation and labels as the PyTorch tab's `VOCSegDataset`), each
 batch handed to PyTorch as a tensor.
 """
-import time
-
-import numpy as onp
 import torch
 
 from ..core.chapter import (ch13_result, check_batches, mode, timed,
                             watched)
 from ..d2l import load_data_voc
+from ..d2l.train import epochs_ch13
 from ..errors import FCNError
 from . import torch_port as tp
 from .recipes import torch_train_batch
@@ -44,12 +42,10 @@ def load_backbone(path):
     return pretrained_net
 
 
-def batches(data_iter, device):
-    """MXNet batches as PyTorch's loader gives them: float images, long
-    labels."""
-    for X, y in data_iter:
-        yield (tp.to_torch(X).to(device),
-               tp.to_torch(y).long().to(device))
+def to_torch(X, y, device):
+    """An MXNet batch as PyTorch's loader gives it: float images, long
+    labels, on `device`."""
+    return tp.to_torch(X).to(device), tp.to_torch(y).long().to(device)
 
 
 def evaluate_accuracy_gpu(net, data_iter, device):
@@ -59,7 +55,8 @@ def evaluate_accuracy_gpu(net, data_iter, device):
     net.eval()
     correct, total = 0.0, 0
     with torch.no_grad():
-        for X, y in batches(data_iter, device):
+        for X, y in data_iter:
+            X, y = to_torch(X, y, device)
             correct += float((net(X).argmax(dim=1) == y).sum())
             total += y.numel()
     return correct / total
@@ -70,34 +67,22 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs,
     """d2l's PyTorch `train_ch13` on one device: the loss summed over
     the batch for the gradient (`torch_train_batch` with `loss_sum`),
     the figures the Animator plots returned as points, the book's two
-    closing lines printed.
+    closing lines printed (the MXNet port's epochs, `epochs_ch13`).
 
     Defined in :numref:`sec_image_augmentation`"""
     if loss is not tp.d2l_loss:
         raise FCNError('train_ch13 of the PyTorch tab takes its loss, '
                        'torch_port.d2l_loss')
-    device, num_batches = devices[0], len(train_iter)
+    device = devices[0]
     net.to(device)
-    seconds, points = 0.0, []
-    for epoch in range(num_epochs):
-        metric = onp.zeros(4)  # loss sum, correct, examples, pixels
-        for i, (X, y) in enumerate(batches(train_iter, device)):
-            tic = time.time()
-            l, acc = torch_train_batch(net, X, y, trainer, loss_sum=True)
-            metric += (l, acc, y.shape[0], y.numel())
-            seconds += time.time() - tic
-            if (i + 1) % max(num_batches // 5, 1) == 0 or \
-                    i == num_batches - 1:
-                points.append((epoch + (i + 1) / num_batches,
-                               metric[0] / metric[2],
-                               metric[1] / metric[3], None))
-        test_acc = evaluate_accuracy_gpu(net, test_iter, device)
-        points.append((epoch + 1, None, None, test_acc))
-    print(f'loss {metric[0] / metric[2]:.3f}, train acc '
-          f'{metric[1] / metric[3]:.3f}, test acc {test_acc:.3f}')
-    print(f'{metric[2] * num_epochs / seconds:.1f} examples/sec on '
-          f'{str(devices)}')
-    return points
+
+    def train_batch(features, labels):
+        X, y = to_torch(features, labels, device)  # timed, as in the book
+        l, acc = torch_train_batch(net, X, y, trainer, loss_sum=True)
+        return l, acc, y.shape[0], y.numel()
+    return epochs_ch13(train_iter, test_iter, num_epochs, devices,
+                       train_batch, lambda data_iter: evaluate_accuracy_gpu(
+                           net, data_iter, device))
 
 
 def chapter_net(pretrained_net):
