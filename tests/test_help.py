@@ -148,6 +148,14 @@ def test_every_subcommand_takes_debug():
      '--workers must be a positive integer, got 0'),
     (['launch', '--workers', '1', '--launcher', 'ssh', '--', 'train'],
      'launch --launcher ssh: give the machines with --hosts'),
+    (['reproduce', '--edition', 'd2l', '--voc-sha1', 'xyz'],
+     '--voc-sha1 xyz: not a sha1 (40 hex digits)'),
+    (['reproduce', '--edition', 'v1', '--backbone-params', 'r.pth'],
+     '--backbone-params r.pth: no such file'),
+    (['reproduce', '--edition', 'pytorch', '--voc-tar', '/no/voc.tar'],
+     '--voc-tar /no/voc.tar: no such file'),
+    (['reproduce', '--edition', 'book3'], "argument --edition: invalid "
+     "choice: 'book3'"),
 ])
 def test_errors_are_one_line_naming_a_flag_of_the_subcommand(
         argv, message, tmp_path, capsys):
@@ -232,6 +240,12 @@ NUMBERS = [
     ('compare', [], '--synth-val', '-1', '--synth-val must be a positive'),
     ('compare', [], '--synth-scale', '-inf', '--synth-scale must be a '
      'positive finite number, got -inf'),
+    ('reproduce', ['--edition', 'v1'], '--epochs', '0', '--epochs must be '
+     'a positive integer, got 0'),
+    ('reproduce', ['--edition', 'd2l'], '--batch-size', '-1',
+     '--batch-size must be a positive integer'),
+    ('reproduce', ['--edition', 'pytorch'], '--crop', 'nan,480',
+     '--crop nan,480: write HEIGHT,WIDTH'),
 ]
 
 
