@@ -220,11 +220,15 @@ def test_the_dry_run_offline_names_each_missing_source(tmp_path,
     refused = f'http://127.0.0.1:{free_port()}'
     monkeypatch.setenv('MXNET_GLUON_REPO', refused + '/')
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    monkeypatch.setattr(sources, 'TORCH_BACKBONE_URL',
+                        f'{refused}/{sources.TORCH_BACKBONE}')
     for edition in ('v1', 'pytorch'):
+        root = [] if edition == 'pytorch' else [
+            '--model-root', str(tmp_path / 'm')]
         status, out, err = cli([
             'reproduce', '--edition', edition, '--dry-run', '--data-dir',
-            str(tmp_path / 'data'), '--model-root', str(tmp_path / 'm'),
-            '--voc-url', f'{refused}/{TAR}', *TINY])
+            str(tmp_path / 'data'), *root, '--voc-url', f'{refused}/{TAR}',
+            *TINY])
         assert status == 0, err
         missing = [line for line in out.splitlines()
                    if line.startswith('missing: ')]
@@ -232,7 +236,10 @@ def test_the_dry_run_offline_names_each_missing_source(tmp_path,
         assert f'put {TAR}' in missing[0] and '--voc-tar' in missing[0]
         name = ('resnet18-f37072fd.pth' if edition == 'pytorch' else
                 'resnet18_v2-a81db45f.params')
-        assert f'put {name} in ' in missing[1]
+        folder = tmp_path / ('torch/hub/checkpoints' if edition ==
+                             'pytorch' else 'm')
+        assert f'put {name} in {folder} or give --backbone-params' in \
+            missing[1]
         assert 'connection refused' in out
         assert not (tmp_path / 'data').exists()
 
@@ -242,15 +249,32 @@ def test_the_dry_run_offline_names_each_missing_source(tmp_path,
     (['--backbone-params', '/no/such.params'],
      '--backbone-params /no/such.params: no such file'),
     (['--voc-tar', '/no/such.tar'], '--voc-tar /no/such.tar: no such file'),
+    (['--voc-tar', __file__, '--voc-url', 'http://127.0.0.1/v.tar'],
+     '--voc-tar: give it or --voc-url, not both'),
     (['--crop', '100,100'], '--crop 100,100: both sides must be'),
     (['--epochs', '0'], '--epochs must be a positive integer'),
+    (['--edition', 'pytorch', '--model-root', 'm'],
+     '--model-root: goes with --edition v1 or d2l'),
 ])
 def test_bad_input_is_one_line_naming_the_flag(extra, message, tmp_path):
-    status, _, err = cli(['reproduce', '--edition', 'd2l', '--out',
+    edition = [] if '--edition' in extra else ['--edition', 'd2l']
+    status, _, err = cli(['reproduce', *edition, '--out',
                           str(tmp_path / 'out'), *extra])
     assert status == 2
     assert err.startswith(f'gluon-fcn: error: {message}'), err
     assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize('edition, kind, wants', [
+    ('d2l', 'torch', 'a Gluon params file of resnet18_v2'),
+    ('pytorch', 'gluon', "torchvision's resnet18 .pth")])
+def test_each_edition_takes_its_framework_s_backbone(edition, kind, wants,
+                                                     backbones):
+    status, _, err = cli(['reproduce', '--edition', edition, '--dry-run',
+                          '--backbone-params', backbones[kind]])
+    assert status == 2
+    assert err == (f'gluon-fcn: error: --backbone-params {backbones[kind]}'
+                   f': --edition {edition} takes {wants}\n')
 
 
 def test_a_missing_source_ends_in_one_line(tmp_path, backbones, voc_tar):
@@ -273,3 +297,41 @@ def test_a_missing_source_ends_in_one_line(tmp_path, backbones, voc_tar):
         f'gluon-fcn: error: --voc-tar {voc_tar[0]}: sha1 {voc_tar[1]}, '
         f'not {sources.dl.VOC_SHA1}')
     assert not os.path.exists(tmp_path / 'out' / 'reproduce.json')
+
+
+def test_a_missing_backbone_ends_in_one_line(tmp_path, voc_tar,
+                                             monkeypatch):
+    """VOC2012 from --voc-tar; the model store refuses: the line names
+    the store's URL, the file and the --model-root folder."""
+    refused = f'http://127.0.0.1:{free_port()}/'
+    monkeypatch.setenv('MXNET_GLUON_REPO', refused)
+    root = tmp_path / 'models'
+    status, _, err = cli([
+        'reproduce', '--edition', 'v1', '--data-dir', str(tmp_path / 'd'),
+        '--out', str(tmp_path / 'out'), '--model-root', str(root),
+        '--voc-tar', voc_tar[0], '--voc-sha1', voc_tar[1], *TINY])
+    assert status == 2
+    name = 'resnet18_v2-a81db45f'
+    assert err.splitlines()[-1] == (
+        f'gluon-fcn: error: ImageNet weights of resnet18_v2: tried the '
+        f'Gluon model store ({refused}gluon/models/{name}.zip: connection '
+        f'refused); to work offline put {name}.params in {root}, or give '
+        '--backbone-params FILE')
+    assert os.path.isdir(tmp_path / 'd' / 'VOCdevkit' / 'VOC2012')
+
+
+def test_without_pytorch_the_dry_run_says_so_and_a_run_refuses(
+        tmp_path, monkeypatch, backbones):
+    from gluon_fcn.app import reproduce, reproduce_plan
+    monkeypatch.setattr(reproduce_plan, 'has_torch', lambda: False)
+    monkeypatch.setattr(reproduce, 'has_torch', lambda: False)
+    argv = ['reproduce', '--edition', 'pytorch', '--data-dir',
+            str(tmp_path), '--backbone-params', backbones['torch'], *TINY,
+            '--voc-url', f'http://127.0.0.1:{free_port()}/{TAR}']
+    status, out, _ = cli(argv + ['--dry-run'])
+    assert status == 0
+    assert 'plan: time: not estimated, no PyTorch here' in out
+    assert "missing: PyTorch: pip install 'gluon-fcn[compare]'" in out
+    status, _, err = cli(argv)
+    assert (status, err) == (2, "gluon-fcn: error: --edition pytorch needs "
+                             "PyTorch: pip install 'gluon-fcn[compare]'\n")

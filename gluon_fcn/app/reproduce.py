@@ -9,7 +9,6 @@ edition trains (`core.chapter`, `compare.chapter`), and
 `reproduce.json`, `reproduce.md` and `curves.png` are written to --out
 (`reproduce_report`), and one line begins `verdict:`.
 """
-import importlib
 import os
 import sys
 import time
@@ -19,7 +18,7 @@ from ..core.files import check_readable
 from ..errors import FCNError, WriteError
 from .config import add_config_args, parse_crop
 from .locks import folder_lock
-from .reproduce_plan import plan
+from .reproduce_plan import has_torch, plan
 
 
 
@@ -92,12 +91,15 @@ def check_args(args):
                 else "a Gluon params file of resnet18_v2")
         raise FCNError(f'--backbone-params {args.backbone_params}: '
                        f'--edition {args.edition} takes {want}')
-    if args.edition == 'pytorch':
-        try:
-            importlib.import_module('torch')
-        except ImportError as e:
-            raise FCNError(f'--edition pytorch needs PyTorch ({e}): pip '
-                           "install 'gluon-fcn[compare]'") from e
+    if args.voc_tar and args.voc_url:
+        raise FCNError('--voc-tar: give it or --voc-url, not both')
+    if args.model_root and args.edition == 'pytorch':
+        raise FCNError('--model-root: goes with --edition v1 or d2l (the '
+                       "PyTorch tab's weights are kept in the torch hub "
+                       'cache, $TORCH_HOME/hub/checkpoints)')
+    if args.edition == 'pytorch' and not args.dry_run and not has_torch():
+        raise FCNError("--edition pytorch needs PyTorch: pip install "
+                       "'gluon-fcn[compare]'")
     args.out = args.out or os.path.join('runs', f'reproduce-{args.edition}')
     report = os.path.join(args.out, 'reproduce.json')
     if os.path.exists(report) and not (args.overwrite or args.dry_run):

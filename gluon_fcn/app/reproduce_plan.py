@@ -3,6 +3,7 @@ each source present, to download (from where, how large, to where) or
 missing, and the time the run should take on this machine, estimated
 from a few timed steps on random data of the recipe's shape.
 """
+import importlib
 import os
 
 from ..core import book, sources
@@ -125,6 +126,15 @@ def duration(seconds):
     return f'{seconds // 3600} h {seconds % 3600 // 60} min'
 
 
+def has_torch():
+    """Whether PyTorch imports here (the compare extra)."""
+    try:
+        importlib.import_module('torch')
+    except ImportError:
+        return False
+    return True
+
+
 def plan(args, epochs, batch_size, crop, changed):
     """Print the plan; return (estimated seconds, missing lines)."""
     from ..fast.native import cpu_model
@@ -138,10 +148,16 @@ def plan(args, epochs, batch_size, crop, changed):
     lines, missing = source_lines(args)
     for line in lines:
         print(f'plan: {line}')
-    seconds, how = estimate(args, epochs, batch_size, crop)
-    print(f'plan: time: about {duration(seconds)} of training and testing '
-          f'on this machine ({cpu_model()}, {physical_cores()} cores): '
-          f'{how}')
+    if args.edition == 'pytorch' and not has_torch():
+        seconds = None
+        missing.append("missing: PyTorch: pip install 'gluon-fcn[compare]' "
+                       '(torch==2.13.0, CPU)')
+        print('plan: time: not estimated, no PyTorch here')
+    else:
+        seconds, how = estimate(args, epochs, batch_size, crop)
+        print(f'plan: time: about {duration(seconds)} of training and '
+              f'testing on this machine ({cpu_model()}, '
+              f'{physical_cores()} cores): {how}')
     if e.examples_per_sec:
         n_train = BOOK_IMAGES[0] // e.batch_size * e.batch_size
         book_s = e.epochs * n_train / e.examples_per_sec

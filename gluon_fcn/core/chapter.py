@@ -167,8 +167,7 @@ def run_v1(voc_dir, backbone, epochs, batch_size, crop, lr, wd,
     if len(records) != epochs:
         raise FCNError(f'v1 train printed {len(records)} epoch lines, not '
                        f'{epochs}')
-    return {'epochs': records, 'devices': str(ctx), 'lines': lines,
-            'examples': len(train_iter) * batch_size}
+    return {'epochs': records, 'devices': str(ctx), 'lines': lines}
 
 
 def epochs_of(points):
