@@ -335,3 +335,15 @@ def test_without_pytorch_the_dry_run_says_so_and_a_run_refuses(
     status, _, err = cli(argv)
     assert (status, err) == (2, "gluon-fcn: error: --edition pytorch needs "
                              "PyTorch: pip install 'gluon-fcn[compare]'\n")
+
+
+def test_a_backbone_file_that_is_not_one_is_named(tmp_path, voc_tar):
+    junk = tmp_path / 'junk.params'
+    junk.write_bytes(b'not parameters')
+    status, _, err = cli([
+        'reproduce', '--edition', 'd2l', '--data-dir', str(tmp_path / 'd'),
+        '--out', str(tmp_path / 'out'), '--backbone-params', str(junk),
+        '--voc-tar', voc_tar[0], '--voc-sha1', voc_tar[1], *TINY])
+    assert (status, err.splitlines()[-1]) == (
+        2, f"gluon-fcn: error: --backbone-params {junk}: not the "
+        "parameters of Gluon's resnet18_v2 or its features")

@@ -170,6 +170,7 @@ def cmd_reproduce(args):
         write_report(args.out, args.edition, (epochs, batch_size, crop),
                      result, verdict, {
                          'voc_dir': voc_dir, 'backbone': backbone,
+                         'voc_sha1': args.voc_sha1 or sources.dl.VOC_SHA1,
                          'estimated_seconds': estimated,
                          'seconds': time.time() - started})
     print(f'report written to {args.out}')

@@ -72,6 +72,7 @@ def report(edition, recipe, result, verdict, extra):
                     'line': verdict.line()},
         'machine': machine(edition),
         'sources': {'voc2012': extra['voc_dir'],
+                    'voc2012_sha1': extra['voc_sha1'],
                     'backbone': extra['backbone']},
         'estimated_seconds': round(extra['estimated_seconds'], 1),
         'seconds': round(extra['seconds'], 1),
