@@ -21,13 +21,15 @@ from ..v1 import data as v1_data
 from .files import make_folder
 
 VOC_TAR = 'VOCtrainval_11-May-2012.tar'
-VOC_BYTES = 1999639040  # the tar's size; about as much again extracted
+# the tar's size, where a mirror does not say; about as much again
+# extracted
+VOC_BYTES = 1999639040
 VOC_MIRRORS = (dl.VOC_URL, v1_data.VOC_URL)  # d2l's, then Pascal VOC's
 GLUON_BACKBONE = 'resnet18_v2'
-GLUON_BACKBONE_BYTES = 46783326  # 11.7 M float32 parameters
+GLUON_BACKBONE_BYTES = 11695796 * 4  # its float32 arrays, about
 TORCH_BACKBONE = 'resnet18-f37072fd.pth'
 TORCH_BACKBONE_URL = f'https://download.pytorch.org/models/{TORCH_BACKBONE}'
-TORCH_BACKBONE_BYTES = 46830571
+TORCH_BACKBONE_BYTES = 11699112 * 4  # its float32 tensors, about
 PROBE_SECONDS = 5
 
 
