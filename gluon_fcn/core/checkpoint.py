@@ -20,13 +20,14 @@ import numpy as onp
 from ..errors import FCNError
 from .arrays import as_legacy, legacy_semantics
 from .files import IncompleteWrite, atomic_path, check_readable
+from .mxnet_internals import structured_params
 
 
 def save_params(net, path):
     """`net.save_parameters(path)` in the legacy format (module docstring):
     one copy of each parameter, the devices' copies averaged."""
     arrays = {}
-    for name, p in net._collect_params_with_prefix().items():
+    for name, p in structured_params(net).items():
         copies = [as_legacy(d).copyto(mx.cpu()) for d in p.list_data()]
         arrays[name] = copies[0] if len(copies) == 1 else \
             mx.nd.add_n(*copies) / len(copies)
@@ -70,7 +71,7 @@ def load_legacy(path):
 def device_params(net):
     """{structured name: Parameter} of the parameters the optimizer does
     not update (BatchNorm's running mean and variance)."""
-    return {name: p for name, p in net._collect_params_with_prefix().items()
+    return {name: p for name, p in structured_params(net).items()
             if p.grad_req == 'null'}
 
 

@@ -41,6 +41,7 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 from ..core.arrays import as_legacy, host, legacy, legacy_semantics, like
+from ..core.mxnet_internals import cached_graph, child_blocks
 from ..errors import FCNError
 from .cpu import no_units, onednn, precision_units, slower_than_fp32
 from .upsample import for_inference
@@ -117,7 +118,7 @@ def upsampler_index(net):
     ending in them (the chapter's net) is; None for other nets."""
     if not isinstance(net, nn.HybridSequential):
         return None
-    layers = list(net._children.values())
+    layers = list(child_blocks(net).values())
     first = next((i for i, layer in enumerate(layers)
                   if isinstance(layer, nn.Conv2DTranspose)), None)
     return first or None
@@ -128,7 +129,7 @@ def split_at_upsampler(net):
     before the first transposed convolution and the rest, sharing `net`'s
     parameters, the transposed convolutions computed by `fcn_upsample`
     where it runs (`for_inference`)."""
-    layers = list(net._children.values())
+    layers = list(child_blocks(net).values())
     first = upsampler_index(net)
     body, head = nn.HybridSequential(), nn.HybridSequential()
     for layer in layers[:first]:
@@ -177,7 +178,7 @@ def legacy_graph(block, X, fused_sums=True):
     in float32 against 101, in bf16 18 against 54."""
     block.hybridize()
     block(X)
-    inputs, sym = block._cached_graph
+    inputs, sym = cached_graph(block)
     params = block.collect_params()
     with legacy_semantics():
         sym = residual_additions(as_legacy(sym), X.shape, fused_sums)
@@ -344,7 +345,7 @@ def sums_fused(net):
     """Whether the residual sums of an `InferenceFCN`'s body are fused
     into its convolutions (no addition of its own in the graph)."""
     with legacy_semantics():
-        nodes = json.loads(net.body._cached_graph[1].tojson())['nodes']
+        nodes = json.loads(cached_graph(net.body)[1].tojson())['nodes']
     return not any(n['op'] in ADDITIONS.values() for n in nodes)
 
 
@@ -395,7 +396,7 @@ def layer_precisions(net):
     order, then its float32 head's: 'bfloat16', 'uint8' / 'int8' (int8
     layers), or 'float32'."""
     with legacy_semantics():
-        sym = net.body._cached_graph[1]
+        sym = cached_graph(net.body)[1]
         internals = sym.get_internals()
         types = dict(zip(internals.list_outputs(),
                          internals.infer_type(data='float32')[1]))
@@ -403,4 +404,4 @@ def layer_precisions(net):
             for node in json.loads(sym.tojson())['nodes']
             if node['op'] in LAYER_OPS]
     return rows + [(layer.name, 'float32')
-                   for layer in net.head._children.values()]
+                   for layer in child_blocks(net.head).values()]
