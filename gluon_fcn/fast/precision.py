@@ -41,6 +41,7 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 from ..core.arrays import as_legacy, host, legacy, legacy_semantics, like
+from ..core.checkpoint import GRAPH_FILES, export_graph
 from ..core.mxnet_internals import cached_graph, child_blocks
 from ..errors import FCNError
 from .cpu import no_units, onednn, precision_units, slower_than_fp32
@@ -243,26 +244,14 @@ def to_int8(graph, X, calib_data):
                 graph, calib_mode='naive', calib_data=batches,
                 num_calib_examples=len(calib), ctx=X.context)
         graph.hybridize(static_alloc=True, static_shape=True)
-        graph(as_legacy(X))  # builds the graph `save_graph` exports
+        graph(as_legacy(X))  # builds the graph `export_graph` writes
     return graph
 
 
-def save_graph(graph, prefix):
-    """Write `graph` as PREFIX-symbol.json and PREFIX-0000.params (MXNet's
-    export format), the params last: the pair is complete when both
-    exist. Each file is written beside and renamed into place."""
-    folder = os.path.dirname(os.path.abspath(prefix))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f'.{os.path.basename(prefix)}.tmp')
-    with legacy_semantics():
-        graph.export(tmp)
-    for suffix in ('-symbol.json', '-0000.params'):
-        os.replace(tmp + suffix, prefix + suffix)
-
-
 def load_graph(prefix, ctx=None):
-    """The graph `save_graph` wrote, or None where it is absent."""
-    files = [prefix + suffix for suffix in ('-symbol.json', '-0000.params')]
+    """The graph `export_graph` wrote at `prefix`, or None where it is
+    absent or incomplete."""
+    files = [prefix + suffix for suffix in GRAPH_FILES]
     if not all(os.path.isfile(f) for f in files):
         return None
     with legacy_semantics(), warnings.catch_warnings():
@@ -371,7 +360,8 @@ def inference_net(net, X, precision='fp32', calib_data=None,
             graph = int8_body(body, head, X,
                               calibration_array(calib_data))
             if int8_cache:
-                save_graph(graph, int8_cache)
+                with legacy_semantics():  # the graph's flavour
+                    export_graph(graph, int8_cache)
         elif not graph:
             graph = legacy_graph(body, X)
             graph = fuse(graph, X) if precision == 'fp32' else \
