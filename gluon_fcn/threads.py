@@ -4,8 +4,9 @@ OpenMP threads, and whether oneDNN may run AMX (`enable_amx`).
 MXNet 1.9.1 (src/engine/openmp.cc) takes half the logical CPUs on x86,
 assuming two hyper-threads a core; on machines without hyper-threading
 (most cloud VMs, this project's 2-core CI) that leaves half the cores
-idle: the chapter's model trained at 2.7 img/s on 1 thread and 4.7 on 2
-(`benchmarks/`). MXNet reads OMP_NUM_THREADS once, when it loads, and
+idle, and training slows in proportion (README, results log, "Speed
+against the d2l PyTorch port"). MXNet reads OMP_NUM_THREADS once, when it
+loads, and
 sets the OpenMP runtime it shares with oneDNN (and with torch, when both
 are in one process) to that count.
 """

@@ -19,16 +19,16 @@ cut in two, and `InferenceFCN` runs the parts one after the other:
   split in one native operator (`fcn_upsample`, `fast.upsample`): AMP
   keeps `Deconvolution` in float32 in any case, and MXNet has no int8
   one. Converting the whole chapter-layer net instead, with oneDNN's
-  transposed convolution, was 1.8x slower in int8 and 1.4x in bf16
-  (batch 4, 320x480).
+  transposed convolution, was slower in int8 and in bf16 (README, results
+  log, "Measured while writing the code").
 
 What this CPU offers each precision, and where one is known to be slower
 than float32, is `fast.cpu`'s; 'auto', the fastest measured, is
-`fast.auto`'s. `layer_precisions` lists what each layer computes in. The skip heads
-(`SkipFCN`) run in float32 only. The graph is traced from `net` in the
-caller's mode and run under MXNet's legacy semantics (AMP and the
-quantizer take legacy arrays only); `InferenceFCN` takes and returns
-arrays of the caller's flavour.
+`fast.auto`'s. `layer_precisions` lists what each layer computes in. The
+skip heads (`SkipFCN`) run in float32 only. The graph is traced from
+`net` in the caller's mode and run under MXNet's legacy semantics (AMP
+and the quantizer take legacy arrays only); `InferenceFCN` takes and
+returns arrays of the caller's flavour.
 """
 import contextlib
 import json
@@ -175,8 +175,8 @@ def legacy_graph(block, X, fused_sums=True):
     """A legacy-semantics `SymbolBlock` computing `block` (hybridized and
     run once on `X` here), its residual sums fused into the convolutions
     or not (`residual_additions`), holding copies of its parameters.
-    Fused is faster: resnet18 at 320x480 on a core ran in 81 ms an image
-    in float32 against 101, in bf16 18 against 54."""
+    Fused is faster, in float32 and in bf16 (README, results log,
+    "Measured while writing the code")."""
     block.hybridize()
     block(X)
     inputs, sym = cached_graph(block)
@@ -267,11 +267,10 @@ def load_graph(prefix, ctx=None):
 
 # the share of the calibration images' pixels whose class the int8 net
 # with its residual sums fused (in int8) must keep, else the sums stay in
-# float32. Fused, int8 ran at 3.6x float32's speed instead of 2.6x on the
-# Intel Xeon (320x480, batch 8); on the demo run it kept 98.8% of the
-# calibration crops' pixels and 99.1% of the validation images' (whole
-# images: less border), against 99.8% unfused. More calibration images (64)
-# or entropy calibration kept no more.
+# float32: fused is much faster but keeps fewer pixels' classes, and on the
+# demo run this bound kept the fused net (benchmarks/README.md, "Reduced
+# precision", has the speeds and shares; more calibration images or
+# entropy calibration kept no more).
 INT8_AGREEMENT = 0.985
 INT8_RECIPE = 2  # saved int8 nets of another recipe are calibrated again
 
