@@ -11,7 +11,7 @@ import pytest
 from mxnet.gluon import nn
 
 from gluon_fcn.app import runs
-from gluon_fcn.core import checkpoint
+from gluon_fcn.core import checkpoint, files
 from gluon_fcn.core.arrays import zeros
 from gluon_fcn.core.model import build_fcn
 from gluon_fcn.errors import WriteError
@@ -127,3 +127,38 @@ def test_int8_cache_names_an_old_calibration_it_cannot_remove(
     with pytest.raises(WriteError) as caught:
         runs.int8_cache(run)
     assert str(caught.value) == f'permission denied while removing {old}'
+
+
+def test_remove_entry_takes_folders_and_names_a_refused_file(
+        tmp_path, monkeypatch):
+    folder = tmp_path / 'run' / 'checkpoints'
+    folder.mkdir(parents=True)
+    (folder / 'epoch-0001.json').write_text('{}')
+    files.remove_entry(str(tmp_path / 'run'))
+    assert not os.path.exists(tmp_path / 'run')
+    files.remove_entry(str(tmp_path / 'run'))  # already gone: no fault
+    folder.mkdir(parents=True)
+    refused = str(folder / 'epoch-0001.json')
+
+    def rmtree(path):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES),
+                              refused)
+    monkeypatch.setattr(files.shutil, 'rmtree', rmtree)
+    with pytest.raises(WriteError) as caught:
+        files.remove_entry(str(tmp_path / 'run'))
+    assert str(caught.value) == f'permission denied while removing {refused}'
+
+
+def test_discard_passes_over_what_it_cannot_remove(tmp_path, monkeypatch):
+    kept, gone = tmp_path / 'kept', tmp_path / 'gone'
+    kept.write_text('x')
+    gone.write_text('x')
+    real = os.remove
+
+    def remove(path):
+        if path == str(kept):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        real(path)
+    monkeypatch.setattr(os, 'remove', remove)
+    files.discard([str(kept), str(gone), str(tmp_path / 'never')])
+    assert os.listdir(tmp_path) == ['kept']
