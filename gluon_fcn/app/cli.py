@@ -9,7 +9,6 @@ NumPy mode on (the 2nd edition's), switched on for the command only.
 import argparse
 import contextlib
 import os
-import subprocess
 import sys
 import warnings
 
@@ -20,6 +19,7 @@ from ..errors import FCNError, WriteError
 from . import interrupts
 from .config import (TrainConfig, add_config_args, config_from_args,
                      parse_crop, parse_pair)
+from .engine import SYNCHRONOUS, rerun_synchronously
 from .locks import file_lock, folder_lock
 from .parsing import ParseError, Parser
 from .reproduce import add_reproduce_args
@@ -449,25 +449,6 @@ def cmd_export(args):
                    args.format, args.out, shape, args.dynamic,
                    args.precision)
     return 0
-
-
-# MXNet's threaded engine runs independent operators at once, and its
-# asynchronous work can overlap PyTorch's: two OpenMP teams, in float64
-# through MXNet's bundled OpenBLAS. That corrupted a float64 result once
-# here (PyTorch's loss 15.74 for 15.49, in a test); the naive engine runs
-# one operator at a time. The float64 parting at step 4 of issue 17 was
-# not this: it came from MXNet's float32 lr and wd (see
-# compare.recipes.as_mxnet_holds); 7 runs on either engine agreed bit for
-# bit.
-SYNCHRONOUS = 'NaiveEngine'
-
-
-def rerun_synchronously(argv):
-    """This command again in a process with MXNet's naive engine (the
-    engine is chosen when MXNet loads); its exit status."""
-    env = dict(os.environ, MXNET_ENGINE_TYPE=SYNCHRONOUS)
-    return subprocess.run([sys.executable, '-m', 'gluon_fcn.app.cli'] +
-                          argv, env=env).returncode
 
 
 def cmd_compare(args):

@@ -21,6 +21,7 @@ from mxnet.gluon import nn
 
 from ..errors import FCNError
 from .arrays import as_legacy, like
+from .files import discard
 from .labels import Legend
 from .model import default_model_root, seq
 
@@ -96,9 +97,8 @@ def removed_on_failure(root, stem):
     try:
         yield
     except BaseException:
-        for path, existed in zip(extras, before):
-            if not existed and os.path.exists(path):
-                os.remove(path)
+        discard(path for path, existed in zip(extras, before)
+                if not existed)
         if made and os.path.isdir(root) and not os.listdir(root):
             os.rmdir(root)
         raise

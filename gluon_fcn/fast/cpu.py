@@ -22,7 +22,7 @@ import os
 import mxnet as mx
 
 from .. import threads
-from .native import cpu_flags, cpu_model, cpuinfo_field
+from .native import cpu_flags, cpu_model
 
 FAKE_VAR = 'GLUON_FCN_CPU'
 VENDORS = ('GenuineIntel', 'AuthenticAMD')
@@ -58,7 +58,8 @@ def this_cpu():
     fake = os.environ.get(FAKE_VAR)
     if fake is not None:
         return fake_cpu(fake)
-    return CPU(cpuinfo_field('vendor_id'), frozenset(cpu_flags().split()),
+    return CPU(threads.cpuinfo_field('vendor_id'),
+               frozenset(cpu_flags().split()),
                amx_allowed())
 
 

@@ -39,8 +39,8 @@ def train_fcn(net, train_iter, test_iter, num_epochs, lr=0.1, wd=1e-3,
     progress : bool
         A tqdm bar per epoch.
     static_memory : bool
-        `static_alloc`: 7-12% faster, 0.6 GB more at batch 32 of
-        320x480.
+        `static_alloc`: faster, for more memory at its peak (README,
+        results log, "Speed against PyTorch": the static-memory row).
 
     Returns
     -------
