@@ -352,7 +352,7 @@ def cmd_synth(args):
 def cmd_train(args):
     from .runs import fit
     config = train_config(args)
-    with interrupts.explained_stops(config, args.argv):
+    with interrupts.explained_stops(config, args.argv), precision_notes():
         metrics = fit(config, resume=args.resume, overwrite=args.overwrite)
     if not metrics.get('rank'):
         print(f'run written to {config.out}')

@@ -302,9 +302,11 @@ def fit(config, resume=False, overwrite=False, progress=True):
     MXNet mode. The folder is locked for the while (`locks`): a second
     writer is refused.
     """
-    if config.precision != 'fp32':
-        raise FCNError(f'--precision {config.precision}: '
-                       f'{fast.cpu.bf16_training_refusal()}; train in fp32')
+    refusal = fast.mixed.training_refusal(config.precision,
+                                          parse_devices(config.devices))
+    if refusal:
+        raise FCNError(f'--precision {config.precision}: {refusal}; train '
+                       'in fp32')
     kvstore = dist.create_kvstore(config.kvstore)
     rank = dist.rank_of(kvstore)[0]
     with folder_lock(config.out) if rank == 0 else contextlib.nullcontext():
@@ -337,6 +339,11 @@ def fit_locked(config, kvstore, resume=False, overwrite=False,
         save_json(dict(config.to_dict(), **record),
                   os.path.join(out, 'config.json'))
     net = build_net(config, devices)
+    if config.precision == 'bf16':
+        fast.mixed.use_bf16_convolutions(net)
+        print(f'training in bf16 on {fast.cpu.cpu_path("bf16")}: the '
+              'convolutions in bfloat16; weights, loss and upsampler in '
+              'float32')
     if config.hybridize:  # memory planned at each step: at batch 32 of
         # 320x480 it peaks 0.6 GB lower than static_alloc, below PyTorch's
         # port, for 7-12% of the speed (benchmarks/README.md)
@@ -371,6 +378,8 @@ def fit_locked(config, kvstore, resume=False, overwrite=False,
         if rank:
             return dict(history.epochs[-1], rank=rank)
     save_final_params(out, net, history)
+    # the final passes as `evaluate --run` makes them: in float32
+    fast.mixed.use_float32_convolutions(net)
     if config.hybridize:  # training is over: fuse for the final passes
         net = fast.optimize_for_inference(
             net, zeros((1, 3) + config.crop, ctx=devices[0]),

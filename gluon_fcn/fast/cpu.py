@@ -97,19 +97,6 @@ def no_units(precision):
     return f'this CPU has none of {names}'
 
 
-def bf16_training_refusal(cpu=None):
-    """Why `train --precision bf16` does not run here, in one phrase:
-    slower than float32 (`slower_than_fp32`), no bf16 units, or, where
-    bf16 is fast, no bf16 training in gluon-fcn yet (MXNet AMP's failures
-    on the chapter's net: `benchmarks/bf16_training_repro.py`)."""
-    cpu = cpu or this_cpu()
-    if precision_units('bf16', cpu) is None:
-        return no_units('bf16')
-    return slower_than_fp32('bf16', cpu) or (
-        'bf16 training is not in gluon-fcn yet (MXNet AMP fails on the '
-        "chapter's net: benchmarks/bf16_training_repro.py)")
-
-
 def cpu_path(precision, ctx=None):
     """Where `precision` runs, for a line: 'AVX-512 VNNI, AMD EPYC' (a
     faked CPU says so), or the device off the CPU: 'gpu(0)'."""
