@@ -22,11 +22,17 @@ from .arrays import as_legacy, legacy_semantics
 from .files import IncompleteWrite, atomic_path, check_readable
 
 
+def named_params(net):
+    """{structured name: Parameter}: the names `save_parameters` writes,
+    the attribute path of each ('backbone.layer1.0.conv1.weight')."""
+    return net._collect_params_with_prefix()
+
+
 def save_params(net, path):
     """`net.save_parameters(path)` in the legacy format (module docstring):
     one copy of each parameter, the devices' copies averaged."""
     arrays = {}
-    for name, p in net._collect_params_with_prefix().items():
+    for name, p in named_params(net).items():
         copies = [as_legacy(d).copyto(mx.cpu()) for d in p.list_data()]
         arrays[name] = copies[0] if len(copies) == 1 else \
             mx.nd.add_n(*copies) / len(copies)
@@ -70,7 +76,7 @@ def load_legacy(path):
 def device_params(net):
     """{structured name: Parameter} of the parameters the optimizer does
     not update (BatchNorm's running mean and variance)."""
-    return {name: p for name, p in net._collect_params_with_prefix().items()
+    return {name: p for name, p in named_params(net).items()
             if p.grad_req == 'null'}
 
 
