@@ -8,6 +8,7 @@ import collections
 import json
 import os
 import pickle
+import sys
 import zipfile
 
 import mxnet as mx
@@ -210,9 +211,10 @@ def photo(tmp_path):
 
 def test_predict_writes_torchvision_s_mask(reference, torch, photo,
                                            tmp_path, capsys, monkeypatch):
-    """`predict --model torchvision:fcn_resnet50`, from --params and from
-    the torch hub cache (no --params), writes the mask torchvision's own
-    model gives the image, in VOC's names and palette."""
+    """`predict --model torchvision:fcn_resnet50`, from --params (with
+    torch not importable) and from the torch hub cache (no --params),
+    writes the mask torchvision's own model gives the image, in VOC's
+    names and palette."""
     model, path = reference
     want = torch_logits(torch, model, normalised(
         onp.asarray(Image.open(photo).convert('RGB')))).argmax(1)[0]
@@ -222,9 +224,12 @@ def test_predict_writes_torchvision_s_mask(reference, torch, photo,
     monkeypatch.setenv('TORCH_HOME', str(hub))
     for k, params in enumerate((['--params', path], [])):
         out = tmp_path / f'pred{k}'
-        assert main(['predict', '--model', 'torchvision:fcn_resnet50',
-                     '--window', '64,96', '--out', str(out), photo] +
-                    params) == 0
+        with monkeypatch.context() as m:
+            if params:  # `import torch` raises ImportError
+                m.setitem(sys.modules, 'torch', None)
+            assert main(['predict', '--model', 'torchvision:fcn_resnet50',
+                         '--window', '64,96', '--out', str(out), photo] +
+                        params) == 0
         mask = Image.open(out / 'photo.png')
         assert onp.array_equal(onp.asarray(mask), want)
         assert mask.getpalette()[3:6] == [128, 0, 0]  # VOC's aeroplane
