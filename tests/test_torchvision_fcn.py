@@ -293,9 +293,8 @@ def test_export_reproduces_the_logits(reference, torch, tmp_path, capsys):
 def resnet101_pth(tmp_path_factory):
     """A .pth of fcn_resnet101's keys and shapes (zeros), from the Gluon
     net (no PyTorch)."""
-    net = tv.TorchvisionFCN('fcn_resnet101')
-    for block in (net, net.aux.classifier):
-        block.initialize(mx.init.Zero())
+    net = tv.build_torchvision_fcn('fcn_resnet101',
+                                   initializer=mx.init.Zero())
     path = str(tmp_path_factory.mktemp('r101') / 'r101.pth')
     return write_state_dict(tv.state_dict(net), path)
 

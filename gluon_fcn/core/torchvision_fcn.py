@@ -256,6 +256,18 @@ def sha256(path):
     return digest.hexdigest()
 
 
+def build_torchvision_fcn(name='fcn_resnet50', aux=True,
+                          initializer=None, ctx=None):
+    """A `TorchvisionFCN` with its auxiliary head, initialised (Xavier by
+    default): random weights to save with `state_dict` and
+    `pth.write_state_dict`, or to load others into."""
+    net = TorchvisionFCN(name, aux=aux)
+    for block in (net, net.aux.classifier):
+        if block is not None:
+            block.initialize(initializer or init.Xavier(), ctx=ctx or cpu())
+    return net
+
+
 def load_torchvision(name, root=None, params=None, ctx=None):
     """torchvision's FCN `name` ('fcn_resnet50' or 'fcn_resnet101') with
     its published weights (`hub_file`, in `root` if given) or those of
@@ -267,9 +279,6 @@ def load_torchvision(name, root=None, params=None, ctx=None):
     path = params or hub_file(name, root)
     state = read_state_dict(path)
     aux = any(key.startswith('aux_classifier.') for key in state)
-    net = TorchvisionFCN(name, aux=aux)
-    for block in (net, net.aux.classifier):  # every one set below
-        if block is not None:
-            block.initialize(init.Zero(), ctx=ctx or cpu())
+    net = build_torchvision_fcn(name, aux, init.Zero(), ctx)  # set below
     load_state(net, state, path)
     return net
