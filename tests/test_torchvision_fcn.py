@@ -333,3 +333,31 @@ def test_offline_the_error_names_the_file_the_folder_and_the_url(
     assert f'put fcn_resnet101_coco-7ecb50ca.pth in {folder}' in err
     assert 'http://127.0.0.1:9/fcn_resnet101_coco-7ecb50ca.pth' in err
     assert not (tmp_path / 'torch').exists() and not out.exists()
+
+
+def test_the_hub_file_is_fetched_once_and_checked(reference, tmp_path,
+                                                  monkeypatch):
+    """Where torchvision's URL answers (here a local folder, file://):
+    the file lands in the torch hub folder when its sha256 starts with
+    the hash in its name, as torch hub checks, and is used from there;
+    one that does not match is refused and nothing is written."""
+    from gluon_fcn.d2l.download import file_sha1
+    path = reference[1]
+    served = tmp_path / 'served'
+    os.makedirs(served)
+    good = f'fcn_resnet50_coco-{file_sha1(path, "sha256")[:8]}.pth'
+    for name in (good, 'fcn_resnet50_coco-00000000.pth'):
+        os.link(path, served / name)
+    monkeypatch.setattr(tv, 'URL', served.as_uri() + '/')
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    folder = tmp_path / 'torch' / 'hub' / 'checkpoints'
+    monkeypatch.setitem(tv.HUB_FILES, 'fcn_resnet50',
+                        'fcn_resnet50_coco-00000000.pth')
+    with pytest.raises(FCNError, match='00000000.pth in'):
+        tv.hub_file('fcn_resnet50')
+    assert not folder.exists()
+    monkeypatch.setitem(tv.HUB_FILES, 'fcn_resnet50', good)
+    assert tv.hub_file('fcn_resnet50') == str(folder / good)
+    assert os.listdir(folder) == [good]
+    os.remove(served / good)  # now from the folder, not the URL
+    assert tv.hub_file('fcn_resnet50') == str(folder / good)

@@ -21,7 +21,6 @@ The weights are torchvision's: `fcn_resnet101_coco-7ecb50ca.pth` and
 (`$TORCH_HOME/hub/checkpoints`), downloaded once where the network
 allows, or any `.pth` of `model.state_dict()` of the same architecture.
 """
-import hashlib
 import os
 import shutil
 import tempfile
@@ -32,6 +31,7 @@ from mxnet import cpu, init
 from mxnet.gluon import nn
 
 from ..d2l.data import VOC_CLASSES
+from ..d2l.download import file_sha1
 from ..errors import FCNError
 from .arrays import array, as_legacy, host, like
 from .checkpoint import named_params
@@ -235,7 +235,8 @@ def hub_file(name, root=None):
             with urllib.request.urlopen(URL + fname, timeout=30) as r, \
                     open(part, 'wb') as f:
                 shutil.copyfileobj(r, f)
-            if not sha256(part).startswith(fname.split('-')[-1][:-4]):
+            short_hash = fname.rsplit('-', 1)[-1][:-len('.pth')]
+            if not file_sha1(part, 'sha256').startswith(short_hash):
                 raise ValueError(f'{fname}: sha256 does not match')
             make_folder(folder)
             shutil.move(part, path)
@@ -246,14 +247,6 @@ def hub_file(name, root=None):
             f'{URL}{fname}; or pass --model-root DIR or --params '
             'FILE)') from e
     return path
-
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_torchvision_fcn(name='fcn_resnet50', aux=True,
