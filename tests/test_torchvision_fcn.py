@@ -212,17 +212,22 @@ def photo(tmp_path):
 def test_predict_writes_torchvision_s_mask(reference, torch, photo,
                                            tmp_path, capsys, monkeypatch):
     """`predict --model torchvision:fcn_resnet50`, from --params (with
-    torch not importable) and from the torch hub cache (no --params),
-    writes the mask torchvision's own model gives the image, in VOC's
-    names and palette."""
+    torch not importable), from the torch hub cache ($TORCH_HOME) and
+    from --model-root, writes the mask torchvision's own model gives the
+    image, in VOC's names and palette."""
     model, path = reference
     want = torch_logits(torch, model, normalised(
         onp.asarray(Image.open(photo).convert('RGB')))).argmax(1)[0]
-    hub = tmp_path / 'torch'
-    os.makedirs(hub / 'hub' / 'checkpoints')
-    os.link(path, hub / 'hub' / 'checkpoints' / tv.HUB_FILES['fcn_resnet50'])
+    hub, root = tmp_path / 'torch', tmp_path / 'root'
+    for folder in (hub / 'hub' / 'checkpoints', root):
+        os.makedirs(folder)
+        os.link(path, folder / tv.HUB_FILES['fcn_resnet50'])
     monkeypatch.setenv('TORCH_HOME', str(hub))
-    for k, params in enumerate((['--params', path], [])):
+    for k, params in enumerate((['--params', path], [],
+                                ['--model-root', str(root)])):
+        if k == 2:  # --model-root alone: the hub folder is not read
+            os.remove(hub / 'hub' / 'checkpoints' /
+                      tv.HUB_FILES['fcn_resnet50'])
         out = tmp_path / f'pred{k}'
         with monkeypatch.context() as m:
             if params:  # `import torch` raises ImportError
@@ -289,26 +294,43 @@ def test_export_reproduces_the_logits(reference, torch, tmp_path, capsys):
     assert not (tmp_path / 'tv.onnx').exists()
 
 
+def gluon_pth(name, folder, initializer=None):
+    """A .pth of torchvision's `name`, random weights, made without
+    PyTorch (the Gluon net's `state_dict`)."""
+    net = tv.build_torchvision_fcn(name, initializer=initializer)
+    return write_state_dict(tv.state_dict(net), str(folder / f'{name}.pth'))
+
+
+@pytest.fixture(scope='module')
+def resnet50_pth(tmp_path_factory):
+    return gluon_pth('fcn_resnet50', tmp_path_factory.mktemp('r50'))
+
+
 @pytest.fixture(scope='module')
 def resnet101_pth(tmp_path_factory):
-    """A .pth of fcn_resnet101's keys and shapes (zeros), from the Gluon
-    net (no PyTorch)."""
-    net = tv.build_torchvision_fcn('fcn_resnet101',
-                                   initializer=mx.init.Zero())
-    path = str(tmp_path_factory.mktemp('r101') / 'r101.pth')
-    return write_state_dict(tv.state_dict(net), path)
+    """fcn_resnet101's keys and shapes (zeros)."""
+    return gluon_pth('fcn_resnet101', tmp_path_factory.mktemp('r101'),
+                     mx.init.Zero())
 
 
-def test_bad_params_is_one_line(reference, resnet101_pth, photo, tmp_path,
-                                capsys):
-    """--params missing, not a .pth, or of the other architecture (either
-    way: the key at fault named): one line, exit 2, nothing written."""
-    path = reference[1]
+def test_bad_params_is_one_line(resnet50_pth, resnet101_pth, photo,
+                                tmp_path, capsys):
+    """--params missing, not a .pth, of another number of classes (the
+    key and both shapes named) or of the other architecture (either way:
+    the key at fault named): one line, exit 2, nothing written. No
+    PyTorch needed."""
+    path = resnet50_pth
     junk = tmp_path / 'junk.pth'
     junk.write_bytes(b'\x00' * 100)
+    state = read_state_dict(path)
+    state['classifier.4.weight'] = state['classifier.4.weight'][:10]
+    ten = write_state_dict(state, str(tmp_path / 'ten.pth'))
+    del state
     for model, params, named in (
             ('fcn_resnet50', str(tmp_path / 'none.pth'), 'no such'),
             ('fcn_resnet50', str(junk), str(junk)),
+            ('fcn_resnet50', ten, 'classifier.4.weight is (10, 512, 1, 1),'
+             ' torchvision:fcn_resnet50 has (21, 512, 1, 1)'),
             ('fcn_resnet50', resnet101_pth, 'backbone.layer3.6.'),
             ('fcn_resnet101', path, 'has no backbone.layer3.6.'),
             ('fcn_resnet18', path, 'torchvision:fcn_resnet101')):
@@ -335,14 +357,14 @@ def test_offline_the_error_names_the_file_the_folder_and_the_url(
     assert not (tmp_path / 'torch').exists() and not out.exists()
 
 
-def test_the_hub_file_is_fetched_once_and_checked(reference, tmp_path,
+def test_the_hub_file_is_fetched_once_and_checked(resnet50_pth, tmp_path,
                                                   monkeypatch):
     """Where torchvision's URL answers (here a local folder, file://):
     the file lands in the torch hub folder when its sha256 starts with
     the hash in its name, as torch hub checks, and is used from there;
     one that does not match is refused and nothing is written."""
     from gluon_fcn.d2l.download import file_sha1
-    path = reference[1]
+    path = resnet50_pth
     served = tmp_path / 'served'
     os.makedirs(served)
     good = f'fcn_resnet50_coco-{file_sha1(path, "sha256")[:8]}.pth'
