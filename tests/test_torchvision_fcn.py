@@ -160,7 +160,16 @@ def test_pth_reader_refuses_what_is_not_a_state_dict(tmp_path):
     other = tmp_path / 'list.pth'
     with zipfile.ZipFile(other, 'w') as archive:
         archive.writestr('archive/data.pkl', pickle.dumps([1, 2], 2))
-    for path in (cut, junk, evil, other):
+    past = tmp_path / 'past.pth'  # a view past its 6 numbers' storage
+    with zipfile.ZipFile(good) as source, \
+            zipfile.ZipFile(past, 'w') as archive:
+        for name in source.namelist():
+            raw = source.read(name)
+            if name.endswith('data.pkl'):  # shape (2, 3) -> (2, 4)
+                raw = raw.replace(b'K\x02K\x03\x86', b'K\x02K\x04\x86')
+                assert b'K\x04' in raw
+            archive.writestr(name, raw)
+    for path in (cut, junk, evil, other, past):
         with pytest.raises(FCNError) as e:
             read_state_dict(str(path))
         assert str(path) in str(e.value) and '\n' not in str(e.value)

@@ -14,7 +14,7 @@ import importlib.util
 import sys
 import types
 
-import torch  # noqa: F401  (torchvision's model code needs it loaded)
+import torch  # noqa: F401  (without torch: ModuleNotFoundError 'torch')
 
 
 def segmentation():

@@ -53,8 +53,12 @@ class Tensor:
 
     def array(self):
         data = self.storage.data
-        if self.size and (self.offset + sum((n - 1) * s for n, s in zip(
-                self.size, self.stride)) >= data.size):
+        numbers = self.size + self.stride + (self.offset,)
+        if len(self.size) != len(self.stride) or min(numbers) < 0:
+            raise ValueError('a tensor of negative sizes or strides')
+        last = self.offset + sum((n - 1) * s for n, s in zip(self.size,
+                                                             self.stride))
+        if 0 not in self.size and last >= data.size:  # as_strided trusts
             raise ValueError('a tensor reaches past its storage')
         view = onp.lib.stride_tricks.as_strided(
             data[self.offset:], self.size,
