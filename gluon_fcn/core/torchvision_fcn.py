@@ -31,7 +31,6 @@ from mxnet import cpu, init
 from mxnet.gluon import nn
 
 from ..d2l.data import VOC_CLASSES
-from ..d2l.download import file_sha1
 from ..errors import FCNError
 from .arrays import array, as_legacy, host, like
 from .checkpoint import named_params
@@ -39,6 +38,7 @@ from .files import make_folder
 from .labels import Legend
 from .model import seq
 from .pth import read_state_dict
+from .sources import sha256_prefix, torch_hub_checkpoints
 
 PREFIX = 'torchvision:'  # --model torchvision:fcn_resnet50
 # torchvision's name -> ResNet blocks per stage, and its published file
@@ -209,22 +209,13 @@ def load_state(net, state, path):
                        '(weights of another architecture?)')
 
 
-def hub_dir():
-    """torch hub's checkpoint folder, as torch finds it:
-    $TORCH_HOME/hub/checkpoints, TORCH_HOME defaulting to
-    $XDG_CACHE_HOME/torch or ~/.cache/torch."""
-    home = os.getenv('TORCH_HOME', os.path.join(
-        os.getenv('XDG_CACHE_HOME', '~/.cache'), 'torch'))
-    return os.path.join(os.path.expanduser(home), 'hub', 'checkpoints')
-
-
 def hub_file(name, root=None):
     """torchvision's published weights of `name`: the file in `root`
-    (default `hub_dir()`), else downloaded there once, its sha256 checked
-    against the hash in its name as torch hub does; where that fails
-    (offline) the error names the file, the folder and the URL, and
-    nothing is written."""
-    folder = os.path.expanduser(root) if root else hub_dir()
+    (default `sources.torch_hub_checkpoints()`), else downloaded there
+    once, its sha256 checked against the hash in its name as torch hub
+    does; where that fails (offline) the error names the file, the
+    folder and the URL, and nothing is written."""
+    folder = os.path.expanduser(root) if root else torch_hub_checkpoints()
     fname = HUB_FILES[name]
     path = os.path.join(folder, fname)
     if os.path.isfile(path):
@@ -236,7 +227,7 @@ def hub_file(name, root=None):
                     open(part, 'wb') as f:
                 shutil.copyfileobj(r, f)
             short_hash = fname.rsplit('-', 1)[-1][:-len('.pth')]
-            if not file_sha1(part, 'sha256').startswith(short_hash):
+            if sha256_prefix(part, len(short_hash)) != short_hash:
                 raise ValueError(f'{fname}: sha256 does not match')
             make_folder(folder)
             shutil.move(part, path)
