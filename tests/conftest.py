@@ -89,6 +89,7 @@ def pytest_collection_modifyitems(config, items):
 # what a skip's reason says -> the cause `make test` counts it under
 SKIP_CAUSES = (('real VOC files not found', 'no ../shared real VOC files'),
                ("No module named 'torch'", 'no torch'),
+               ("No module named 'torchvision'", 'no torchvision'),
                ("'onnxruntime'", 'no onnxruntime'),
                ('native operators', 'no compiler (native operators)'),
                ('has no units for', 'no bf16/VNNI units'),

@@ -323,3 +323,17 @@ def test_flags_are_taken_whole_and_a_typo_names_the_closest(argv, message,
 def test_no_parser_takes_a_prefix_of_a_flag():
     parsers = [build_parser()] + list(subcommands().values())
     assert not any(p.allow_abbrev for p in parsers)
+
+
+def test_model_help_names_every_pretrained_model():
+    """--model's help lists gluoncv's zoo FCNs and torchvision's, in
+    every command that takes it."""
+    from gluon_fcn.core.torchvision_fcn import ARCHITECTURES, PREFIX
+    from gluon_fcn.core.zoo import zoo_names
+    models = zoo_names() + [PREFIX + name for name in ARCHITECTURES]
+    for command in ('predict', 'evaluate', 'export'):
+        text = help_entries(subcommands()[command])['--model']
+        text = ' '.join(text.split())
+        for model in models:
+            assert re.search(rf'(?<![\w:]){re.escape(model)}(?!\w)', text), \
+                (command, model)

@@ -141,14 +141,19 @@ def add_net_args(p, onnx=False):
                        "of gluoncv's model zoo: fcn_resnet101_voc, "
                        'fcn_resnet101_coco, fcn_resnet50_ade, '
                        'fcn_resnet101_ade (or fcn_resnet50_voc with '
-                       '--params)')
+                       "--params); or torchvision's, built in Gluon: "
+                       'torchvision:fcn_resnet101, '
+                       'torchvision:fcn_resnet50')
     if onnx:
         which.add_argument('--onnx', metavar='FILE', help='an exported '
                            'ONNX model, run by onnxruntime')
     p.add_argument('--model-root', metavar='DIR', help='with --model: '
-                   'where its weights are kept (default: ~/.mxnet/models)')
+                   'where its weights are kept (default: ~/.mxnet/models; '
+                   "torchvision's: $TORCH_HOME/hub/checkpoints, "
+                   '~/.cache/torch/hub/checkpoints)')
     p.add_argument('--params', metavar='FILE', help='with --model: weights '
-                   'saved from that architecture (default: the zoo\'s)')
+                   "saved from that architecture (torchvision's: a .pth "
+                   "of its state_dict) (default: the zoo's)")
 
 
 def check_net_args(args):

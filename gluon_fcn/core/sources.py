@@ -9,7 +9,6 @@ left, the `FCNError` says in one line what was tried and the exact file
 and folder that would make it work offline.
 """
 import contextlib
-import hashlib
 import io
 import os
 
@@ -206,8 +205,4 @@ def fetch_torch_backbone():
 
 
 def sha256_prefix(path, n=8):
-    sha = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            sha.update(chunk)
-    return sha.hexdigest()[:n]
+    return dl.file_sha1(path, 'sha256')[:n]
