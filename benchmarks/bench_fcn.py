@@ -474,7 +474,7 @@ def accuracy_rows(run_dir, precisions):
     """{precision: evaluate --precision's comparison with float32} on the
     run's validation images (whole images, its labels)."""
     from gluon_fcn.app.inference import evaluate_run
-    from gluon_fcn.app.runs import TrainConfig
+    from gluon_fcn.app.config import TrainConfig
     config = TrainConfig.from_json(os.path.join(run_dir, 'config.json'))
     rows = {}
     for p in precisions:
@@ -485,7 +485,7 @@ def accuracy_rows(run_dir, precisions):
             rows[p] = {k: against[k] for k in (
                 'changed_pixels', 'pixel_acc_delta', 'mean_iou_delta')}
     if 'int8' in rows:  # which int8 net the run's calibration chose
-        from gluon_fcn.app.runs import load_run
+        from gluon_fcn.app.loading import load_run
         rows['int8']['sums_fused'] = sums_fused(
             load_run(run_dir, precision='int8')[0])
     return rows
@@ -496,7 +496,7 @@ def auto_pick(rows, run_dir=None):
     as `gluon-fcn` measures it, or kept in RUN/auto.json); without a run,
     the fastest inference row, by speed alone."""
     if run_dir:
-        from gluon_fcn.app.runs import load_run
+        from gluon_fcn.app.loading import load_run
         choice = load_run(run_dir, precision='auto')[0].choice
         return choice and choice.to_dict()
     rates = {p: rows[inference_row(p)]['forward'] for p in PRECISIONS

@@ -77,7 +77,7 @@ def run(synth_voc, tmp_path_factory):
 
 
 def run_logits(run, X):
-    from gluon_fcn.app.runs import load_run
+    from gluon_fcn.app.loading import load_run
     net, _ = load_run(run)
     return net(X)
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from gluon_fcn.app.cli import main
-from gluon_fcn.app.runs import read_run
+from gluon_fcn.app.loading import read_run
 from gluon_fcn.core.arrays import array
 from gluon_fcn.core.synthetic import make_synthetic_voc
 from gluon_fcn.fast.export import OnnxNet, load_mxnet, max_relative_error

@@ -230,7 +230,8 @@ def test_importing_the_package_leaves_matplotlib_s_backend_alone():
     import sys
     code = ('import matplotlib\n'
             "matplotlib.use('svg')\n"
-            'import gluon_fcn.app.figures, gluon_fcn.app.runs\n'
+            'import gluon_fcn.app.figures, gluon_fcn.app.fit\n'
+            'import gluon_fcn.app.loading\n'
             'import gluon_fcn.d2l, gluon_fcn.core.predict\n'
             'print(matplotlib.get_backend())\n')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True,

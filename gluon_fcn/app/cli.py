@@ -314,7 +314,7 @@ def flags(parser):
 
 def one_device(spec):
     """--device names one device (checked before a net loads)."""
-    from .runs import parse_device
+    from .devices import parse_device
     return parse_device(spec)
 
 
@@ -355,7 +355,7 @@ def cmd_synth(args):
 
 
 def cmd_train(args):
-    from .runs import fit
+    from .fit import fit
     config = train_config(args)
     with interrupts.explained_stops(config, args.argv), precision_notes():
         metrics = fit(config, resume=args.resume, overwrite=args.overwrite)

@@ -25,7 +25,9 @@ from . import figures
 from .checks import check_evaluated, read_checked_image
 from .choices import choice_path
 from .config import TrainConfig
-from .runs import data_folder, load_run, parse_devices
+from .devices import parse_devices
+from .fit import data_folder
+from .loading import load_run
 from .trained_on import synthetic_note
 
 
