@@ -43,7 +43,7 @@ from gluon_fcn.core.predict import predict_image
 from gluon_fcn.core.synthetic import make_synthetic_voc
 from gluon_fcn.core.training import PixelSoftmaxCELoss
 from gluon_fcn.d2l import RGB_MEAN, RGB_STD
-from gluon_fcn.fast import (accelerate, make_loss, optimize_for_inference,
+from gluon_fcn.fast import (accelerate, make_fused_loss, optimize_for_inference,
                             precision_units)
 from gluon_fcn.fast.cpu import slower_than_fp32, this_cpu
 from gluon_fcn.fast.mixed import use_bf16_convolutions
@@ -115,7 +115,7 @@ def gluon_net(name=GLUON):
     if name == BF16_TRAIN_ROW:
         use_bf16_convolutions(net)
     net.hybridize(static_alloc=name == STATIC_ROW)
-    return net, make_loss('d2l')
+    return net, make_fused_loss('d2l')
 
 
 def forward_bench(net, X):
@@ -321,7 +321,7 @@ def component_rows(crop, batch_size, repeat):
         size=(batch_size, NUM_CLASSES, crop[0] // 32, crop[1] // 32))
     X, y = random_batch(crop, batch_size)
     logits = np.random.normal(size=(batch_size, NUM_CLASSES) + crop)
-    chapter_loss, fused_loss = PixelSoftmaxCELoss(), make_loss('d2l')
+    chapter_loss, fused_loss = PixelSoftmaxCELoss(), make_fused_loss('d2l')
     shape = 'x'.join(map(str, score.shape))
     return {f'upsampler 64/32, input {shape}': {
                 'chapter_ms': backward_ms(plain, score, repeat),

@@ -22,7 +22,7 @@ __version__ = '0.2.0'
 # (and `from gluon_fcn import v1`) loads no more than it needs
 _FACE = {'build_fcn': 'core.model', 'load_run': 'app.loading',
          'optimize_for_inference': 'fast.inference',
-         'accelerate': 'fast.inference', 'FCNError': 'errors',
+         'accelerate': 'fast.upsample', 'FCNError': 'errors',
          'load_pretrained': 'core.zoo'}
 
 

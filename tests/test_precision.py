@@ -26,7 +26,7 @@ from gluon_fcn.errors import FCNError
 from gluon_fcn.fast import (InferenceFCN, PrecisionNote, auto, cpu,
                             layer_precisions, optimize_for_inference,
                             precision)
-from gluon_fcn.fast.export import load_mxnet
+from gluon_fcn.fast.portable import load_mxnet
 
 # pixels whose class may change against float32 on the run below: 0.3%
 # (bf16) and 0.6% (int8) were measured (Xeon with AMX); the floor

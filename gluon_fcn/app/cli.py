@@ -485,7 +485,7 @@ COMMANDS = {'synth': cmd_synth, 'train': cmd_train,
 
 
 @contextlib.contextmanager
-def numpy_mode():
+def numpy_semantics():
     """MXNet's NumPy array and shape semantics, for this command only."""
     from mxnet import util
     with util.np_shape(True), util.np_array(True):
@@ -508,7 +508,7 @@ def main(argv=None):
         return fail(e)
     args.argv = argv
     try:
-        with numpy_mode(), interrupts.signals_interrupt():
+        with numpy_semantics(), interrupts.signals_interrupt():
             return COMMANDS[args.command](args)
     except FCNError as e:
         if args.debug:

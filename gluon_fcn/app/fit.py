@@ -20,7 +20,7 @@ from ..core.labels import resolve_classes
 from ..core.model import build_fcn
 from ..core.predict import predict_image
 from ..core.training import (History, NonFiniteLoss, examples_per_sec,
-                             fit_epochs, format_summary, make_loss,
+                             fit_epochs, format_summary, make_chapter_loss,
                              seed_everything, train_seconds)
 from ..dist import worker as dist
 from ..errors import FCNError, WriteError
@@ -142,7 +142,8 @@ def fit_locked(config, kvstore, resume=False, overwrite=False,
         # 320x480 it peaks 0.6 GB lower than static_alloc, below PyTorch's
         # port, for 7-12% of the speed (benchmarks/README.md)
         net.hybridize(static_alloc=config.static_memory)
-    loss = (make_loss if config.chapter_layers else fast.make_loss)(
+    loss = (make_chapter_loss if config.chapter_layers else
+            fast.make_fused_loss)(
         config.labels)
     trainer = dist.make_trainer(net.collect_params(), config.lr, config.wd,
                                 kvstore)
