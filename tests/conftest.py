@@ -123,13 +123,11 @@ VOC_MINI = os.path.join(os.path.dirname(__file__), '..', '..', 'shared',
                         'data', 'voc-mini')
 
 
-@pytest.fixture(autouse=True)
-def mxnet_mode(request):
-    """Each test runs in NumPy mode (the 2nd edition's), or in legacy mode
-    where it asks for the `legacy_mode` fixture; the mode it found is
-    restored after, so neither edition leaks into the other."""
+def in_mode(legacy):
+    """A generator that switches to legacy (or NumPy) mode, yields, then
+    restores the mode it found (`mxnet_mode`, tested in test_editions)."""
     was = mx.util.is_np_array()
-    if 'legacy_mode' in request.fixturenames:
+    if legacy:
         npx.reset_np()
     else:
         npx.set_np()
@@ -138,6 +136,14 @@ def mxnet_mode(request):
         npx.set_np()
     else:
         npx.reset_np()
+
+
+@pytest.fixture(autouse=True)
+def mxnet_mode(request):
+    """Each test runs in NumPy mode (the 2nd edition's), or in legacy mode
+    where it asks for the `legacy_mode` fixture; the mode it found is
+    restored after, so neither edition leaks into the other."""
+    yield from in_mode('legacy_mode' in request.fixturenames)
 
 
 @pytest.fixture
