@@ -24,12 +24,16 @@ def run(synth_voc, tmp_path_factory):
     return out
 
 
-def test_train_writes_the_run_folder(run):
+def test_a_run_predicts_with_the_fast_upsampler(run):
     from gluon_fcn.fast import native
     from gluon_fcn.app.runs import load_run
     from gluon_fcn.fast.upsample import QuadrantConv2DTranspose
-    if native.load():  # the fast upsampler by default
-        assert isinstance(load_run(run)[0].head[-1], QuadrantConv2DTranspose)
+    if not native.load():
+        pytest.skip('the native operators do not build here')
+    assert isinstance(load_run(run)[0].head[-1], QuadrantConv2DTranspose)
+
+
+def test_train_writes_the_run_folder(run):
     names = set(os.listdir(run))
     assert {'config.json', 'log.txt', 'fcn.params', 'curves.png',
             'predictions.png', 'metrics.json', 'checkpoints'} <= names
@@ -385,8 +389,9 @@ def test_binary_dataset_with_its_own_class_list(tmp_path, capsys):
     assert set(onp.unique(mask)) <= {0, 1}
     running, found = capsys.readouterr().out.splitlines()
     assert running.startswith('predicting in fp32 on ')
-    assert found.split(': ')[1] in (
-        'background', 'background, object', 'object')
+    # the classes the mask holds, by name
+    assert found.split(': ')[1] == ', '.join(
+        ['background', 'object'][v] for v in sorted(onp.unique(mask)))
 
 
 def test_single_channel_index_masks_and_classes_flag(synth_voc, tmp_path):
