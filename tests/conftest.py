@@ -1,5 +1,6 @@
 """Shared fixtures: tiny, offline, seeded, CPU-only; the order the tests
 run in (`--order`)."""
+import contextlib
 import os
 import random
 import time
@@ -175,3 +176,42 @@ def synth_voc(tmp_path_factory):
     sizes = ((128, 160), (160, 192), (96, 128), (160, 224))
     return str(make_synthetic_voc(str(out), num_train=24, num_val=12,
                                   seed=0, sizes=sizes, progress=False))
+
+
+# the flags of the tiny runs: one device, small crops and batches
+TINY = ['--crop', '64,64', '--batch-size', '2', '--seed', '0',
+        '--devices', 'cpu:0']
+
+
+@contextlib.contextmanager
+def umask(mask):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.fixture(scope='session')
+def tiny_voc(tmp_path_factory):
+    """8 train and 4 val synthetic images of 64x64 and 96x80 (4 batches
+    of TINY an epoch), written under umask 022."""
+    from gluon_fcn.core.synthetic import make_synthetic_voc
+    out = str(tmp_path_factory.mktemp('tiny') / 'voc')
+    with umask(0o022):
+        return str(make_synthetic_voc(out, num_train=8, num_val=4, seed=0,
+                                      sizes=((64, 64), (96, 80)),
+                                      progress=False))
+
+
+@pytest.fixture(scope='session')
+def tiny_run(tiny_voc, tmp_path_factory):
+    """The run the tests that need any trained run share: one epoch of
+    the chapter's net on tiny_voc with TINY, written under umask 022.
+    Tests read it, or change a copy."""
+    from gluon_fcn.app.cli import main
+    out = str(tmp_path_factory.mktemp('tiny_run') / 'run')
+    with umask(0o022):
+        assert main(['train', '--data', tiny_voc, '--out', out,
+                     '--epochs', '1'] + TINY) == 0
+    return out

@@ -12,7 +12,6 @@ from mxnet import init, nd, np
 from mxnet.gluon import model_zoo, nn
 
 from gluon_fcn import build_fcn, d2l, v1
-from gluon_fcn.app.cli import main
 
 
 @pytest.mark.parametrize('set_np', [False, True])
@@ -84,12 +83,10 @@ def test_the_mode_a_test_leaves_does_not_leak(found, legacy):
         (mx.npx.set_np if before else mx.npx.reset_np)()
 
 
-@pytest.fixture(scope='module')
-def run(synth_voc, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp('editions') / 'run')
-    assert main(['train', '--data', synth_voc, '--out', out, '--epochs',
-                 '1', '--batch-size', '4', '--crop', '96,128']) == 0
-    return out
+@pytest.fixture
+def run(tiny_run):
+    """The session's tiny run (conftest)."""
+    return tiny_run
 
 
 def run_logits(run, X):
