@@ -37,8 +37,12 @@ setup(
                       'nbclient==0.11.0', 'ipykernel==7.4.0',
                       'scikit-learn==1.7.2', NUMPY],
         # gluon_fcn.compare and `gluon-fcn compare`; pinned: an unpinned
-        # torch pulls the CUDA build (gigabytes); 2.13.0 has a CPU wheel
-        'compare': ['torch==2.13.0', NUMPY],
+        # torch pulls the CUDA build (gigabytes); 2.13.0 has a CPU wheel.
+        # torchvision's model code, for the parity tests of
+        # `--model torchvision:NAME` (its compiled operators do not load
+        # beside CPU torch: gluon_fcn.compare.vision); 0.28.0 needs
+        # torch==2.13.0 and nothing of CUDA
+        'compare': ['torch==2.13.0', 'torchvision==0.28.0', NUMPY],
         # `gluon-fcn export --format onnx` (MXNet 1.9.1's exporter) and
         # `predict --onnx`
         'export': ['onnx==1.15.0', 'onnxruntime==1.32.0', NUMPY],

@@ -61,7 +61,7 @@ def time_runtime(runtime, folder, repeat):
         forward = lambda: net(X_mx).wait_to_read()  # noqa: E731
         logits = lambda: net(X_mx).asnumpy()  # noqa: E731
     onp.save(os.path.join(folder, f'{runtime}.npy'), logits())
-    return name, time_it(forward, repeat)
+    return name, statistics.median(time_it(forward, repeat))
 
 
 def export_files(folder, crop, batch_size, head):

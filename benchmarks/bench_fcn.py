@@ -5,7 +5,8 @@ issue 5's and issue 14's benchmark table.
         [--repeat 5] [--precision fp32,bf16,int8] [--run RUN]
         [--no-compile] [--no-rss] [--quick] [--out benchmarks/results]
 
-Rates are medians over `--repeat` timed iterations after warm-up. Each
+Rates are medians over `--repeat` timed iterations after warm-up, with
+the slowest and fastest iteration of all rounds beside them. Each
 model runs alone in a subprocess, the models alternating over two rounds
 in one run of this script (in one process, the idle OpenMP threads of
 one framework spin while the other works and slow it down). The table
@@ -45,6 +46,7 @@ from gluon_fcn.d2l import RGB_MEAN, RGB_STD
 from gluon_fcn.fast import (accelerate, make_loss, optimize_for_inference,
                             precision_units)
 from gluon_fcn.fast.cpu import slower_than_fp32, this_cpu
+from gluon_fcn.fast.mixed import use_bf16_convolutions
 from gluon_fcn.fast.native import cpu_flags, cpu_model
 from gluon_fcn.fast.precision import PRECISIONS, sums_fused
 from gluon_fcn.fast.upsample import use_quadrant_split
@@ -54,13 +56,19 @@ GFLOP_320x480 = 11.65  # one forward pass of the chapter's FCN, 320x480
 CHAPTER = {'train_images': 1114, 'test_images': 1078, 'epochs': 5}
 GOALS = {'train_ratio': 1.0, 'forward_ratio': 1.0, 'rss_ratio': 1.0,
          'over_fp32': 3.0, 'over_torch_bf16': 1.3, 'unchanged': 0.99,
-         'forward_efficiency': 0.6, 'data_over_train': 5.0}
+         'forward_efficiency': 0.6, 'data_over_train': 5.0,
+         # issue 22: on any CPU, the best reduced precision at least fp32;
+         # with VNNI, int8 at least 2x; bf16 training 1.8x with AMX
+         'reduced_over_fp32': 1.0, 'int8_vnni_over_fp32': 2.0,
+         'bf16_train_amx': 1.8}
 IMAGE_HW = (375, 500)  # the latency's image, a typical VOC size
 NUM_CALIB = 16  # int8 calibration images (random here: speed only)
 
 GLUON = 'gluon'
 STATIC_ROW = 'gluon (static memory)'
 CHAPTER_ROW = 'gluon (chapter layers)'
+BF16_TRAIN_ROW = 'gluon (bf16 mixed training)'
+AFTER_TRAINING = 'gluon (inference, fp32, after training)'
 TORCH = 'pytorch (d2l port)'
 TORCH_CL = 'pytorch channels_last'
 TORCH_COMPILE = 'pytorch channels_last + compile'
@@ -81,7 +89,7 @@ def inference_row(precision):
 
 
 def time_it(fn, repeat, warmup=2):
-    """Median seconds of `repeat` calls of `fn` after `warmup` calls."""
+    """Seconds of each of `repeat` calls of `fn` after `warmup` calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -89,7 +97,7 @@ def time_it(fn, repeat, warmup=2):
         tic = time.perf_counter()
         fn()
         times.append(time.perf_counter() - tic)
-    return statistics.median(times)
+    return times
 
 
 def gluon_net(name=GLUON):
@@ -97,12 +105,16 @@ def gluon_net(name=GLUON):
     with `accelerate` (the quadrant split), the fused loss, memory planned
     at each step. STATIC_ROW: the same with `--static-memory`. CHAPTER_ROW:
     the chapter's layers and loss through MXNet's operators, hybridized
-    as before issue 5."""
+    as before issue 5. BF16_TRAIN_ROW: `train --precision bf16`, the
+    convolutions in bfloat16 (`fast.mixed`)."""
     net = build_fcn(NUM_CLASSES)
     if name == CHAPTER_ROW:
         net.hybridize()
         return net, PixelSoftmaxCELoss()
-    accelerate(net).hybridize(static_alloc=name == STATIC_ROW)
+    accelerate(net)
+    if name == BF16_TRAIN_ROW:
+        use_bf16_convolutions(net)
+    net.hybridize(static_alloc=name == STATIC_ROW)
     return net, make_loss('d2l')
 
 
@@ -127,6 +139,15 @@ def gluon_bench(net, loss, X, y):
         npx.waitall()  # the update too, not only the loss
 
     return {'train': train, **forward_bench(net, X)}
+
+
+def after_training_bench(X, y, repeat, warmup):
+    """`forward_bench` of the fused fp32 inference net made from the
+    training net after its timed training steps, in one process, as a
+    notebook runs: whether training leaves the process slower."""
+    net, loss = gluon_net()
+    time_it(gluon_bench(net, loss, X, y)['train'], repeat, warmup)
+    return forward_bench(optimize_for_inference(net, X), X)
 
 
 def inference_bench(X, precision, sums_apart=False):
@@ -196,6 +217,8 @@ def model_child(name, crop, batch_size, repeat, warmup):
     X, y = random_batch(crop, batch_size)
     if name in TORCH_ROWS:
         bench = torch_bench(X, y, *TORCH_ROWS[name])
+    elif name == AFTER_TRAINING:
+        bench = after_training_bench(X, y, repeat, warmup)
     elif name.startswith('gluon (inference'):
         bench = inference_bench(X, name.split(', ')[1].rstrip(')'),
                                 sums_apart=name == INT8_APART)
@@ -227,7 +250,11 @@ def model_names(precisions, compiled=True, quick=False):
     bf16 units, compiled ones with `compiled`); with `quick`, the
     training net's, the inference rows and the port as written."""
     names = [GLUON] if quick else [GLUON, STATIC_ROW, CHAPTER_ROW]
+    if 'bf16' in precisions and precision_units('bf16'):
+        names.append(BF16_TRAIN_ROW)
     names += [inference_row(p) for p in precisions if precision_units(p)]
+    if not quick:
+        names.append(AFTER_TRAINING)
     if inference_row('int8') in names:
         names.append(INT8_APART)
     for name, (_, compiles, bf16) in TORCH_ROWS.items():
@@ -239,10 +266,11 @@ def model_names(precisions, compiled=True, quick=False):
 
 
 def model_rows(names, crop, batch_size, repeat, warmup, rounds=2):
-    """{model: {'train', 'forward' (img/s), 'latency_s'}}. Each model runs
-    alone in a subprocess (two frameworks' idle OpenMP teams in one
-    process spin and slow each other), alternating over `rounds`; the
-    median of the rounds' medians is kept."""
+    """{model: {'train', 'forward' (img/s), 'latency_s', and each with
+    '_min' and '_max'}}. Each model runs alone in a subprocess (two
+    frameworks' idle OpenMP teams in one process spin and slow each
+    other), alternating over `rounds`; the median of the rounds' medians
+    is kept, and the extremes of all their timed iterations."""
     times = {name: {} for name in names}
     for _ in range(rounds):
         for name in names:
@@ -250,13 +278,23 @@ def model_rows(names, crop, batch_size, repeat, warmup, rounds=2):
                                  '--repeat', str(repeat), '--warmup',
                                  str(warmup)).items():
                 times[name].setdefault(kind, []).append(t)
-    rows = {}
-    for name, kinds in times.items():
-        rows[name] = {('latency_s' if kind == 'predict' else kind):
-                      (statistics.median(t) if kind == 'predict' else
-                       batch_size / statistics.median(t))
-                      for kind, t in kinds.items()}
-    return rows
+    return {name: dict(row for kind, rounds_times in kinds.items()
+                       for row in spread(kind, rounds_times, batch_size))
+            for name, kinds in times.items()}
+
+
+def spread(kind, rounds_times, batch_size):
+    """[(key, value)]: the median of the rounds' medians, the slowest and
+    the fastest iteration, as img/s (latency: seconds) for `kind`."""
+    medians = [statistics.median(t) for t in rounds_times]
+    every = [v for t in rounds_times for v in t]
+    if kind == 'predict':
+        return [('latency_s', statistics.median(medians)),
+                ('latency_s_min', min(every)),
+                ('latency_s_max', max(every))]
+    return [(kind, batch_size / statistics.median(medians)),
+            (f'{kind}_min', batch_size / max(every)),
+            (f'{kind}_max', batch_size / min(every))]
 
 
 def backward_ms(fn, x, repeat):
@@ -269,7 +307,7 @@ def backward_ms(fn, x, repeat):
             out = fn(x)
         out.backward()
         npx.waitall()
-    return 1e3 * time_it(step, repeat)
+    return 1e3 * statistics.median(time_it(step, repeat))
 
 
 def component_rows(crop, batch_size, repeat):
@@ -300,9 +338,10 @@ def matmul_gflops(repeat, n=4096):
     import torch
     A, B = torch.rand(n, n), torch.rand(n, n)
     a, b = np.random.uniform(size=(n, n)), np.random.uniform(size=(n, n))
-    times = {'torch': time_it(lambda: torch.mm(A, B), repeat, 1),
-             'mxnet': time_it(lambda: np.dot(a, b).wait_to_read(),
-                              repeat, 1)}
+    times = {'torch': statistics.median(
+                 time_it(lambda: torch.mm(A, B), repeat, 1)),
+             'mxnet': statistics.median(
+                 time_it(lambda: np.dot(a, b).wait_to_read(), repeat, 1))}
     return {k: 2 * n ** 3 / t / 1e9 for k, t in times.items()}
 
 
@@ -316,8 +355,8 @@ def data_rate(crop, batch_size, repeat, num_images):
     loader = gluon.data.DataLoader(dataset, batch_size, shuffle=True,
                                    last_batch='discard')
     batches = itertools.chain.from_iterable(itertools.repeat(loader))
-    return batch_size / time_it(
-        lambda: next(batches)[0].wait_to_read(), repeat)
+    return batch_size / statistics.median(time_it(
+        lambda: next(batches)[0].wait_to_read(), repeat))
 
 
 def peak_rss_kib():
@@ -533,6 +572,16 @@ def summary(rows, matmul, data_img_s, crop, accuracy=None):
         forward = rows.get(row, {}).get('forward')
         s[f'{p}_over_fp32'] = ratio(forward, fused.get('forward'))
         s[f'{p}_over_torch_bf16'] = ratio(forward, torch_bf16)
+    reduced = [s[f'{p}_over_fp32'] for p in ('bf16', 'int8')
+               if s[f'{p}_over_fp32']]
+    s['best_reduced_over_fp32'] = max(reduced, default=None)
+    bf16_train = rows.get(BF16_TRAIN_ROW, {})
+    s['bf16_train_over_fp32'] = ratio(bf16_train.get('train'),
+                                      gluon['train'])
+    s['bf16_train_rss_ratio'] = ratio(bf16_train.get('peak_rss_gb'),
+                                      gluon.get('peak_rss_gb'))
+    s['after_training_over_fresh'] = ratio(
+        rows.get(AFTER_TRAINING, {}).get('forward'), fused.get('forward'))
     return s
 
 
@@ -540,9 +589,29 @@ def cell(value, fmt):
     return '-' if value is None else format(value, fmt)
 
 
-def goal_lines(s, accuracy):
-    """A line per goal of issues 5 and 14: the figure and the goal."""
-    g = GOALS
+def spread_cell(row, key, fmt):
+    """'median (min-max)' of `key` in `row`, or '-'."""
+    if key not in row:
+        return '-'
+    low, high = sorted((row[f'{key}_min'], row[f'{key}_max']))
+    return (f'{format(row[key], fmt)} ({format(low, fmt)}-'
+            f'{format(high, fmt)})')
+
+
+def reduced_goals(m):
+    """{precision: the forward goal over fp32 on this CPU} (issue 22): 3x
+    with AMX; int8 2x with VNNI; else the best of them at least 1x."""
+    amx = m['amx']
+    vnni = any(f in m['cpu_flags'] for f in ('avx512_vnni', 'avx_vnni'))
+    return {'bf16': GOALS['over_fp32'] if amx else None,
+            'int8': GOALS['over_fp32'] if amx else
+            GOALS['int8_vnni_over_fp32'] if vnni else None}
+
+
+def goal_lines(s, accuracy, m):
+    """A line per goal of issues 5, 14 and 22: the figure and the goal
+    on this CPU."""
+    g, goals = GOALS, reduced_goals(m)
     lines = [
         f'train: gluon / best pytorch fp32 {cell(s["train_ratio"], ".2f")}x'
         f' (goal >= {g["train_ratio"]}), / the port as written '
@@ -558,14 +627,28 @@ def goal_lines(s, accuracy):
         unchanged = cell(acc and 1 - acc['changed_pixels'], '.2%')
         sums = '' if p == 'bf16' else ' (sums apart)' if acc and not \
             acc['sums_fused'] else ' (sums fused)'
+        goal = goals[p]
+        torch_goal = (f' (goal >= {g["over_torch_bf16"]})' if m['amx']
+                      else '')
         lines.append(
-            f'{p}{sums}: / gluon fp32 {cell(s[f"{p}_over_fp32"], ".2f")}x (goal '
-            f'>= {g["over_fp32"]}), / best pytorch bf16 '
-            f'{cell(s[f"{p}_over_torch_bf16"], ".2f")}x (goal >= '
-            f'{g["over_torch_bf16"]}); pixels unchanged {unchanged} (goal '
-            f'>= {g["unchanged"]:.0%})' + ('' if not acc else
-            f', pixel acc {acc["pixel_acc_delta"]:+.4f}, mean IoU '
-            f'{acc["mean_iou_delta"]:+.4f}'))
+            f'{p}{sums}: / gluon fp32 {cell(s[f"{p}_over_fp32"], ".2f")}x' +
+            (f' (goal >= {goal})' if goal else '') + ', / best pytorch '
+            f'bf16 {cell(s[f"{p}_over_torch_bf16"], ".2f")}x{torch_goal}; '
+            f'pixels unchanged {unchanged} (goal >= {g["unchanged"]:.0%})'
+            + ('' if not acc else
+               f', pixel acc {acc["pixel_acc_delta"]:+.4f}, mean IoU '
+               f'{acc["mean_iou_delta"]:+.4f}'))
+    lines.append(f'best reduced precision forward / gluon fp32 '
+                 f'{cell(s["best_reduced_over_fp32"], ".2f")}x (goal >= '
+                 f'{g["reduced_over_fp32"]}, any CPU)')
+    train_goal = (f'goal >= {g["bf16_train_amx"]}' if m['amx'] else
+                  'the goal is for AMX; none here')
+    lines.append(f'bf16 mixed training / gluon fp32 training '
+                 f'{cell(s["bf16_train_over_fp32"], ".2f")}x ({train_goal})'
+                 f'; peak RSS at batch 32 / fp32 '
+                 f'{cell(s["bf16_train_rss_ratio"], ".2f")}x (goal <= 1)')
+    lines.append(f'fused fp32 forward after training, one process / fresh '
+                 f'process {cell(s["after_training_over_fresh"], ".2f")}x')
     return lines
 
 
@@ -586,17 +669,19 @@ def format_report(r):
                    'forward img/s | latency s | peak RSS GB, batch 32 |'),
               '|---|---|---|---|---|']
     for name, row in r['models'].items():
-        cells = [cell(row.get(k), f)
+        cells = [spread_cell(row, k, f)
                  for k, f in (('train', '.2f'), ('forward', '.2f'),
-                              ('latency_s', '.3f'), ('peak_rss_gb', '.2f'))]
+                              ('latency_s', '.3f'))]
+        cells.append(cell(row.get('peak_rss_gb'), '.2f'))
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    lines.append('(median, and the slowest and fastest iteration)')
     lines += ['', '| forward + backward | chapter ms | gluon-fcn ms | '
               'speed-up |', '|---|---|---|---|']
     for name, c in r['components'].items():
         lines.append(f'| {name} | {c["chapter_ms"]:.1f} | '
                      f'{c["gluon_fcn_ms"]:.1f} | '
                      f'{c["chapter_ms"] / c["gluon_fcn_ms"]:.1f}x |')
-    lines += [''] + goal_lines(s, r['accuracy'])
+    lines += [''] + goal_lines(s, r['accuracy'], m)
     lines.append(f'matmul {r["settings"]["matmul_n"]}^2 fp32: torch '
                  f'{mm["torch"]:.1f}, mxnet '
                  f'{mm["mxnet"]:.1f} GFLOP/s; gluon fp32 forward at '
@@ -694,7 +779,8 @@ def main(argv=None):
                            'command': ' '.join(sys.argv)}}
     rss = {} if args.no_rss or quick else {  # first, while this is small
         name: peak_rss_gb(name, args.crop)
-        for name in (GLUON, STATIC_ROW, CHAPTER_ROW, TORCH, TORCH_CL)}
+        for name in (GLUON, STATIC_ROW, CHAPTER_ROW, TORCH, TORCH_CL) +
+        ((BF16_TRAIN_ROW,) if precision_units('bf16') else ())}
     names = model_names(args.precision, not args.no_compile, quick)
     rows = model_rows(names, args.crop, args.batch_size, repeat, warmup,
                       rounds=1 if quick else 2)

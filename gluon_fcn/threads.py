@@ -4,8 +4,9 @@ OpenMP threads, and whether oneDNN may run AMX (`enable_amx`).
 MXNet 1.9.1 (src/engine/openmp.cc) takes half the logical CPUs on x86,
 assuming two hyper-threads a core; on machines without hyper-threading
 (most cloud VMs, this project's 2-core CI) that leaves half the cores
-idle: the chapter's model trained at 2.7 img/s on 1 thread and 4.7 on 2
-(`benchmarks/`). MXNet reads OMP_NUM_THREADS once, when it loads, and
+idle, and training slows in proportion (README, results log, "Speed
+against the d2l PyTorch port"). MXNet reads OMP_NUM_THREADS once, when it
+loads, and
 sets the OpenMP runtime it shares with oneDNN (and with torch, when both
 are in one process) to that count.
 """
@@ -16,25 +17,44 @@ import platform
 import sys
 
 
-def physical_cores(cpuinfo='/proc/cpuinfo'):
+CPUINFO = '/proc/cpuinfo'
+
+
+def processors(cpuinfo=CPUINFO):
+    """[{field: value}] of each logical CPU in /proc/cpuinfo, in order:
+    the one reader of the file. [] where there is none (not Linux)."""
+    found = []
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                key, _, value = (part.strip() for part in line.partition(':'))
+                if key == 'processor' or not found:
+                    found.append({})
+                if key:
+                    found[-1][key] = value
+    except OSError:
+        return []
+    return [fields for fields in found if fields]
+
+
+def cpuinfo_field(name, cpuinfo=CPUINFO):
+    """The first logical CPU's `name` field in /proc/cpuinfo ('' where
+    there is none)."""
+    first = processors(cpuinfo)[:1]
+    return first[0].get(name, '') if first else ''
+
+
+def physical_cores(cpuinfo=CPUINFO):
     """Physical cores this process may run on: distinct (physical id, core
     id) pairs of the CPUs in its affinity mask; os.cpu_count() where
     /proc/cpuinfo cannot tell."""
     allowed = os.sched_getaffinity(0) if hasattr(os, 'sched_getaffinity') \
         else set(range(os.cpu_count() or 1))
-    cores, cpu, package = set(), None, '0'
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                key, _, value = (part.strip() for part in line.partition(':'))
-                if key == 'processor':
-                    cpu = int(value)
-                elif key == 'physical id':
-                    package = value
-                elif key == 'core id' and cpu in allowed:
-                    cores.add((package, value))
-    except (OSError, ValueError):
-        pass
+    cores = set()
+    for cpu in processors(cpuinfo):
+        number = cpu.get('processor', '')
+        if number.isdigit() and int(number) in allowed and 'core id' in cpu:
+            cores.add((cpu.get('physical id', '0'), cpu['core id']))
     return len(cores) or len(allowed) or 1
 
 

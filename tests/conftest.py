@@ -91,6 +91,7 @@ def pytest_collection_modifyitems(config, items):
 # each skip in the suite names one (test_skips)
 SKIP_CAUSES = (('real VOC files not found', 'no ../shared real VOC files'),
                ("'torch'", 'no torch'),
+               ("'torchvision'", 'no torchvision'),
                ("'onnxruntime'", 'no onnxruntime'),
                ('native operators', 'no compiler (native operators)'),
                ('has no units for', 'no bf16/VNNI units'),

@@ -45,8 +45,13 @@ LESSONS = {
         'image_sizes': ((64, 80), (80, 96))},
     'pytorch_comparison.ipynb': dict(TINY_DATA, crop_size=(64, 96),
                                      batch_size=2, steps=3),
+    # torchvision's FCN from a file that is not there: the random-weights
+    # fallback, whatever the machine's torch hub cache holds
     'pretrained_fcn.ipynb': dict(TINY_DATA, fallback_crop=(64, 96),
-                                 fallback_batch=4, fallback_epochs=1),
+                                 fallback_batch=4, fallback_epochs=1,
+                                 torchvision_model='fcn_resnet50',
+                                 torchvision_params='absent.pth',
+                                 torchvision_size=64),
 }
 # what a lesson needs beyond the test extra (all: scikit-learn's photos
 # and digits)

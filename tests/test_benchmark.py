@@ -28,6 +28,11 @@ def test_quick_benchmark_writes_its_table_and_json(tmp_path):
         assert models[name]['train'] > 0 and models[name]['forward'] > 0
         assert f'| {name} | ' in proc.stdout
     assert models['gluon (inference, fp32)']['latency_s'] > 0
+    for row in models.values():  # each median inside its spread
+        for kind in ('train', 'forward', 'latency_s'):
+            if kind in row:
+                assert row[f'{kind}_min'] <= row[kind] <= row[f'{kind}_max']
+    assert '(median, and the slowest and fastest iteration)' in proc.stdout
     assert result['summary']['forward_ratio'] > 0
     assert 'train: gluon / best pytorch fp32' in proc.stdout
     assert os.path.getsize(f'{out}.png') > 1000
@@ -79,3 +84,50 @@ def test_the_table_names_the_precision_paths_and_auto_s_pick(monkeypatch):
     paths = bench.precision_lines(bench.precision_paths(), None)[0]
     assert paths == ('precision paths: fp32 on AVX2; bf16 on AMX; int8 on '
                      'AMX; AMX on')
+
+
+def summary_of(**ratios):
+    keys = ('train_ratio', 'train_ratio_as_written', 'forward_ratio',
+            'forward_ratio_as_written', 'rss_ratio', 'bf16_over_fp32',
+            'int8_over_fp32', 'bf16_over_torch_bf16', 'int8_over_torch_bf16',
+            'best_reduced_over_fp32', 'bf16_train_over_fp32',
+            'bf16_train_rss_ratio', 'after_training_over_fresh')
+    return {k: ratios.get(k) for k in keys}
+
+
+def test_the_goals_follow_the_cpu():
+    """Issue 22's goals: with AMX 3x fp32 for bf16 and int8 (and 1.8x in
+    bf16 training), with VNNI 2x for int8, on any CPU the best reduced
+    precision at least fp32; printing only."""
+    bench = bench_fcn()
+    amx = {'amx': True, 'cpu_flags': ['avx512f', 'avx512_vnni', 'amx_bf16']}
+    vnni = {'amx': False, 'cpu_flags': ['avx512f', 'avx512_vnni']}
+    plain = {'amx': False, 'cpu_flags': ['avx512f']}
+    assert bench.reduced_goals(amx) == {'bf16': 3.0, 'int8': 3.0}
+    assert bench.reduced_goals(vnni) == {'bf16': None, 'int8': 2.0}
+    assert bench.reduced_goals(plain) == {'bf16': None, 'int8': None}
+    s = summary_of(bf16_over_fp32=1.4, int8_over_fp32=2.1,
+                   best_reduced_over_fp32=2.1, bf16_train_over_fp32=1.1)
+    lines = bench.goal_lines(s, {}, vnni)
+    assert 'int8 (sums fused): / gluon fp32 2.10x (goal >= 2.0), ' \
+        '/ best pytorch bf16 -x; pixels' in '\n'.join(lines)
+    assert any(line.startswith('bf16: / gluon fp32 1.40x, /')
+               for line in lines)
+    assert 'best reduced precision forward / gluon fp32 2.10x (goal >= ' \
+        '1.0, any CPU)' in lines
+    assert any('bf16 mixed training / gluon fp32 training 1.10x (the goal '
+               'is for AMX; none here)' in line for line in lines)
+    amx_lines = '\n'.join(bench.goal_lines(s, {}, amx))
+    assert 'bf16: / gluon fp32 1.40x (goal >= 3.0)' in amx_lines
+    assert '1.10x (goal >= 1.8)' in amx_lines
+
+
+def test_spread_gives_the_median_and_the_extremes_as_rates():
+    bench = bench_fcn()
+    rounds = [[0.5, 1.0, 2.0], [1.0, 1.0, 4.0]]  # seconds a batch of 2
+    row = dict(bench.spread('train', rounds, 2))
+    assert row == {'train': 2.0, 'train_min': 0.5, 'train_max': 4.0}
+    latency = dict(bench.spread('predict', rounds, 2))
+    assert latency == {'latency_s': 1.0, 'latency_s_min': 0.5,
+                       'latency_s_max': 4.0}
+    assert bench.spread_cell(row, 'train', '.1f') == '2.0 (0.5-4.0)'

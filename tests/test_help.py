@@ -148,6 +148,14 @@ def test_every_subcommand_takes_debug():
      '--workers must be a positive integer, got 0'),
     (['launch', '--workers', '1', '--launcher', 'ssh', '--', 'train'],
      'launch --launcher ssh: give the machines with --hosts'),
+    (['reproduce', '--edition', 'd2l', '--voc-sha1', 'xyz'],
+     '--voc-sha1 xyz: not a sha1 (40 hex digits)'),
+    (['reproduce', '--edition', 'v1', '--backbone-params', 'r.pth'],
+     '--backbone-params r.pth: no such file'),
+    (['reproduce', '--edition', 'pytorch', '--voc-tar', '/no/voc.tar'],
+     '--voc-tar /no/voc.tar: no such file'),
+    (['reproduce', '--edition', 'book3'], "argument --edition: invalid "
+     "choice: 'book3'"),
 ])
 def test_errors_are_one_line_naming_a_flag_of_the_subcommand(
         argv, message, tmp_path, capsys):
@@ -232,6 +240,12 @@ NUMBERS = [
     ('compare', [], '--synth-val', '-1', '--synth-val must be a positive'),
     ('compare', [], '--synth-scale', '-inf', '--synth-scale must be a '
      'positive finite number, got -inf'),
+    ('reproduce', ['--edition', 'v1'], '--epochs', '0', '--epochs must be '
+     'a positive integer, got 0'),
+    ('reproduce', ['--edition', 'd2l'], '--batch-size', '-1',
+     '--batch-size must be a positive integer'),
+    ('reproduce', ['--edition', 'pytorch'], '--crop', 'nan,480',
+     '--crop nan,480: write HEIGHT,WIDTH'),
 ]
 
 
@@ -309,3 +323,17 @@ def test_flags_are_taken_whole_and_a_typo_names_the_closest(argv, message,
 def test_no_parser_takes_a_prefix_of_a_flag():
     parsers = [build_parser()] + list(subcommands().values())
     assert not any(p.allow_abbrev for p in parsers)
+
+
+def test_model_help_names_every_pretrained_model():
+    """--model's help lists gluoncv's zoo FCNs and torchvision's, in
+    every command that takes it."""
+    from gluon_fcn.core.torchvision_fcn import ARCHITECTURES, PREFIX
+    from gluon_fcn.core.zoo import zoo_names
+    models = zoo_names() + [PREFIX + name for name in ARCHITECTURES]
+    for command in ('predict', 'evaluate', 'export'):
+        text = help_entries(subcommands()[command])['--model']
+        text = ' '.join(text.split())
+        for model in models:
+            assert re.search(rf'(?<![\w:]){re.escape(model)}(?!\w)', text), \
+                (command, model)

@@ -209,9 +209,15 @@ def test_pretrained_lesson_falls_back_and_lists_classes(lesson):
     assert 'segmenting with a small FCN trained here for 1 epochs' in text
     assert 'china.jpg: output shape (1, 21, 427, 640)' in text
     found = re.findall(r'classes detected: \[([\d ]+)\] = (.+)', text)
-    assert len(found) == 4  # two photos, two synthetic images
+    assert len(found) == 5  # two photos, two synthetic images; torchvision
     for indices, names in found:
         assert names == ', '.join(VOC_CLASSES[int(i)]
                                   for i in indices.split())
     assert_images(nb, 'img, om, classes_in_image = segment(')
     assert_images(nb, 'for path in photos[1:]', 3)
+    # torchvision's FCN, offline: random weights through a .pth, said so
+    assert text.count('No pretrained torchvision:fcn_resnet50 here') == 1
+    assert 'segmenting with torchvision:fcn_resnet50 with RANDOM ' \
+        'weights' in text
+    assert 'china.jpg: output shape (1, 21, 64, 96)' in text  # resized
+    assert_images(nb, 'segment(photos[0], tv_net')

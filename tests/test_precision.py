@@ -462,24 +462,6 @@ def test_bf16_runs_as_asked_with_one_note_where_it_is_slower(
     assert {p for _, p in layer_precisions(net)[:-1]} == {'bfloat16'}
 
 
-@pytest.mark.parametrize('flags,says', [
-    (INTEL_NO_AMX, 'bf16 is slower than fp32 on this CPU (no AMX)'),
-    (NO_BF16_NO_VNNI, 'this CPU has none of amx_bf16 or avx512_bf16'),
-    (INTEL_AMX, 'bf16 training is not in gluon-fcn yet'),
-    (AMD_BF16, 'bf16 training is not in gluon-fcn yet')])
-def test_bf16_training_is_refused_in_one_line_saying_why(
-        monkeypatch, tmp_path, capsys, flags, says):
-    monkeypatch.setenv(cpu.FAKE_VAR, flags)
-    out = tmp_path / 'run'
-    assert main(['train', '--precision', 'bf16', '--out', str(out),
-                 '--data-dir', str(tmp_path / 'data')]) == 2
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1
-    assert err[0].startswith('gluon-fcn: error: --precision bf16: ' + says)
-    assert err[0].endswith('; train in fp32')
-    assert not out.exists()  # refused before anything is written
-
-
 def test_predict_says_the_precision_and_cpu_path_and_notes_a_slow_one(
         run, synth_voc, tmp_path, monkeypatch, capsys):
     units_or_skip('bf16')

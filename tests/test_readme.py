@@ -5,7 +5,10 @@ stopped before its first checkpoint leaves."""
 import os
 import re
 
+import pytest
+
 from gluon_fcn.app.cli import build_parser, flags, subcommands
+from gluon_fcn.errors import FCNError
 
 README = os.path.join(os.path.dirname(__file__), '..', 'README.md')
 
@@ -149,3 +152,22 @@ def test_a_run_stopped_before_its_first_checkpoint_is_as_readme_says(
     assert main(argv) == 130
     assert set(os.listdir(out)) == kept == {'config.json', 'checkpoints'}
     assert os.listdir(out / 'checkpoints') == []
+
+
+def test_the_torchvision_offline_line_is_the_one_the_command_gives(
+        tmp_path, monkeypatch):
+    """'Pretrained models' quotes the error of torchvision's FCN offline
+    as the command words it (the home folder written ~)."""
+    from gluon_fcn.core import torchvision_fcn as tv
+
+    def offline(*args, **kwargs):
+        raise OSError('network unreachable')
+    monkeypatch.setattr(tv.urllib.request, 'urlopen', offline)
+    monkeypatch.setenv('HOME', str(tmp_path))
+    for name in ('TORCH_HOME', 'XDG_CACHE_HOME'):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(FCNError) as e:
+        tv.hub_file('fcn_resnet101')
+    said = str(e.value).replace(str(tmp_path), '~')
+    assert f'`{said}`' in words(readme())
+    assert not (tmp_path / '.cache').exists()

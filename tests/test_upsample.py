@@ -139,6 +139,18 @@ def test_physical_cores_counts_cores_not_hyperthreads(tmp_path):
     assert physical_cores(str(tmp_path / 'missing')) == allowed
 
 
+def test_cpuinfo_field_is_the_first_processors(tmp_path):
+    from gluon_fcn.threads import cpuinfo_field
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text(
+        'processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2\n\n'
+        'processor\t: 1\nvendor_id\t: GenuineIntel\nflags\t\t: fpu\n')
+    assert cpuinfo_field('vendor_id', str(cpuinfo)) == 'AuthenticAMD'
+    assert cpuinfo_field('flags', str(cpuinfo)) == 'fpu avx2'
+    assert cpuinfo_field('model name', str(cpuinfo)) == ''
+    assert cpuinfo_field('flags', str(tmp_path / 'missing')) == ''
+
+
 def test_default_omp_threads_leaves_the_users_setting(monkeypatch):
     monkeypatch.setenv('OMP_NUM_THREADS', '7')
     assert default_omp_threads() == '7'

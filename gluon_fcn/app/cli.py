@@ -9,7 +9,6 @@ NumPy mode on (the 2nd edition's), switched on for the command only.
 import argparse
 import contextlib
 import os
-import subprocess
 import sys
 import warnings
 
@@ -20,8 +19,10 @@ from ..errors import FCNError, WriteError
 from . import interrupts
 from .config import (TrainConfig, add_config_args, config_from_args,
                      parse_crop, parse_pair)
+from .engine import SYNCHRONOUS, rerun_synchronously
 from .locks import file_lock, folder_lock
 from .parsing import ParseError, Parser
+from .reproduce import add_reproduce_args
 
 DEFAULTS = TrainConfig()
 # compare trains three or more nets side by side: a smaller batch than the
@@ -140,14 +141,19 @@ def add_net_args(p, onnx=False):
                        "of gluoncv's model zoo: fcn_resnet101_voc, "
                        'fcn_resnet101_coco, fcn_resnet50_ade, '
                        'fcn_resnet101_ade (or fcn_resnet50_voc with '
-                       '--params)')
+                       "--params); or torchvision's, built in Gluon: "
+                       'torchvision:fcn_resnet101, '
+                       'torchvision:fcn_resnet50')
     if onnx:
         which.add_argument('--onnx', metavar='FILE', help='an exported '
                            'ONNX model, run by onnxruntime')
     p.add_argument('--model-root', metavar='DIR', help='with --model: '
-                   'where its weights are kept (default: ~/.mxnet/models)')
+                   'where its weights are kept (default: ~/.mxnet/models; '
+                   "torchvision's: $TORCH_HOME/hub/checkpoints, "
+                   '~/.cache/torch/hub/checkpoints)')
     p.add_argument('--params', metavar='FILE', help='with --model: weights '
-                   'saved from that architecture (default: the zoo\'s)')
+                   "saved from that architecture (torchvision's: a .pth "
+                   "of its state_dict) (default: the zoo's)")
 
 
 def check_net_args(args):
@@ -284,7 +290,10 @@ def build_parser():
             ('export', add_export_args, 'write a run or a zoo model as '
              'MXNet symbol files or ONNX, checked against MXNet'),
             ('compare', add_compare_args, 'train the MXNet and the '
-             'PyTorch chapter side by side (needs the compare extra)')):
+             'PyTorch chapter side by side (needs the compare extra)'),
+            ('reproduce', add_reproduce_args, "the book's run of an "
+             "edition through its own code, with a plan, a report and a "
+             'verdict')):
         add(subcommand(sub, name, help))
     return parser
 
@@ -348,7 +357,7 @@ def cmd_synth(args):
 def cmd_train(args):
     from .runs import fit
     config = train_config(args)
-    with interrupts.explained_stops(config, args.argv):
+    with interrupts.explained_stops(config, args.argv), precision_notes():
         metrics = fit(config, resume=args.resume, overwrite=args.overwrite)
     if not metrics.get('rank'):
         print(f'run written to {config.out}')
@@ -447,25 +456,6 @@ def cmd_export(args):
     return 0
 
 
-# MXNet's threaded engine runs independent operators at once, and its
-# asynchronous work can overlap PyTorch's: two OpenMP teams, in float64
-# through MXNet's bundled OpenBLAS. That corrupted a float64 result once
-# here (PyTorch's loss 15.74 for 15.49, in a test); the naive engine runs
-# one operator at a time. The float64 parting at step 4 of issue 17 was
-# not this: it came from MXNet's float32 lr and wd (see
-# compare.recipes.as_mxnet_holds); 7 runs on either engine agreed bit for
-# bit.
-SYNCHRONOUS = 'NaiveEngine'
-
-
-def rerun_synchronously(argv):
-    """This command again in a process with MXNet's naive engine (the
-    engine is chosen when MXNet loads); its exit status."""
-    env = dict(os.environ, MXNET_ENGINE_TYPE=SYNCHRONOUS)
-    return subprocess.run([sys.executable, '-m', 'gluon_fcn.app.cli'] +
-                          argv, env=env).returncode
-
-
 def cmd_compare(args):
     optional_count('--steps', args.steps)
     numeric.count('--controls', args.controls)
@@ -483,10 +473,15 @@ def cmd_compare(args):
     return 0
 
 
+def cmd_reproduce(args):
+    from .reproduce import cmd_reproduce
+    return cmd_reproduce(args)
+
+
 COMMANDS = {'synth': cmd_synth, 'train': cmd_train,
             'predict': cmd_predict, 'evaluate': cmd_evaluate,
             'compare': cmd_compare, 'launch': cmd_launch,
-            'export': cmd_export}
+            'export': cmd_export, 'reproduce': cmd_reproduce}
 
 
 @contextlib.contextmanager

@@ -163,10 +163,11 @@ class TrainConfig:
     chapter_layers: bool = option(False, "the chapter's Conv2DTranspose "
                                   'and loss instead of the fast CPU '
                                   'operators (same values, slower)')
-    precision: str = option('fp32', "training's arithmetic; 'bf16' is "
-                            'refused, in one line saying why: slower than '
-                            'fp32 on this CPU, or not in gluon-fcn yet',
-                            choices=('fp32', 'bf16'))
+    precision: str = option('fp32', "training's arithmetic; 'bf16': the "
+                            'convolutions in bfloat16, the weights, loss '
+                            'and upsampler in float32 (CPU with AMX or '
+                            'AVX-512 BF16; a line says where it is '
+                            'slower)', choices=('fp32', 'bf16'))
     data_dir: str = option('data', "where 'synthetic' and 'voc2012' are "
                            'kept', metavar='DIR')
     synth_train: int = option(200, 'synthetic training images',

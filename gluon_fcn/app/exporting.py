@@ -9,6 +9,7 @@ import mxnet as mx
 
 from ..core.arrays import legacy_semantics
 from ..core.labels import Legend
+from ..core.torchvision_fcn import PREFIX
 from ..core.zoo import load_pretrained
 from ..errors import FCNError
 from ..fast.export import (OnnxNet, export_int8, export_mxnet, export_onnx,
@@ -79,6 +80,11 @@ def export_net(run=None, model=None, model_root=None, params=None,
     with the largest relative error of the exported model against MXNet's
     net, at `shape` and, where `dynamic`, at a second size. Returns
     {'files': [...], 'errors': {'HxW': error}, 'precision': ...}."""
+    if fmt == 'onnx' and model and model.startswith(PREFIX):
+        raise FCNError(f"--format onnx: {model} resizes as torch's bilinear "
+                       "interpolate, which MXNet 1.9.1's ONNX exporter "
+                       'cannot write (align_corners=True only); use '
+                       '--format mxnet')
     with legacy_semantics():  # MXNet's exporters know legacy operators only
         net, legend, window = net_to_export(run, model, model_root, params)
         int8 = int8_to_export(run, precision, fmt)

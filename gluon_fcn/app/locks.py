@@ -13,7 +13,7 @@ import fcntl
 import os
 import sys
 
-from ..core.files import check_readable, make_folder
+from ..core.files import check_readable, discard, make_folder
 from ..errors import FCNError, WriteError, os_cause
 
 LOCK_NAME = '.lock'
@@ -93,8 +93,7 @@ def locked(folder, name, named, kind):
         os.pwrite(fd, f'{os.getpid()}\n'.encode('ascii'), 0)
         yield
     finally:
-        with contextlib.suppress(OSError):
-            os.remove(path)
+        discard([path])  # a lock left behind is taken over next time
         os.close(fd)
         if made:
             with contextlib.suppress(OSError):

@@ -24,12 +24,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..core.arrays import array, settle
+from ..core.torchvision_fcn import SUFFIXES  # Gluon's suffix -> PyTorch's
 from ..errors import FCNError
 
-# Gluon's parameter suffix -> PyTorch's, per kind of layer
-SUFFIXES = {'weight': 'weight', 'bias': 'bias', 'gamma': 'weight',
-            'beta': 'bias', 'running_mean': 'running_mean',
-            'running_var': 'running_var'}
 STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))  # (channels, stride)
 
 

@@ -23,6 +23,7 @@ from mxnet.gluon import nn
 
 from ..errors import FCNError
 from .arrays import legacy, to_mode
+from .mxnet_internals import dataset_arrays, repo_file_url
 from .upsampling import bilinear, conv_padding, conv_transpose_padding
 
 DIGITS = (1, 5, 6)
@@ -226,8 +227,7 @@ def mnist_reachable(root=MNIST_ROOT, timeout=3.0):
     if all(os.path.isfile(os.path.join(root, f)) for f in MNIST_FILES):
         return True
     # the URL gluon's MNIST builds, which honours MXNET_GLUON_REPO
-    url = gluon.utils._get_repo_file_url('gluon/dataset/mnist',
-                                         MNIST_FILES[-1])
+    url = repo_file_url('gluon/dataset/mnist', MNIST_FILES[-1])
     try:
         urllib.request.urlopen(urllib.request.Request(url, method='HEAD'),
                                timeout=timeout).close()
@@ -242,8 +242,9 @@ def mnist_digits(digits=DIGITS, root=MNIST_ROOT):
     for train in (True, False):
         mnist = gluon.data.vision.MNIST(root=root, train=train)
         # the whole arrays: item by item would take 70,000 calls
-        images = mnist._data.asnumpy().transpose(0, 3, 1, 2) / 255
-        parts += keep_digits(images, mnist._label, digits)
+        data, label = dataset_arrays(mnist)
+        images = data.asnumpy().transpose(0, 3, 1, 2) / 255
+        parts += keep_digits(images, label, digits)
     return DigitData(*parts, 'MNIST, through gluon.data.vision.MNIST')
 
 

@@ -13,20 +13,23 @@ from the average would evaluate, and end, differently from one never
 interrupted, so the copies of every device are kept beside it.
 """
 import os
+import shutil
+import tempfile
 
 import mxnet as mx
 import numpy as onp
 
 from ..errors import FCNError
-from .arrays import as_legacy, legacy_semantics
+from .arrays import as_legacy, legacy_semantics, settle
 from .files import IncompleteWrite, atomic_path, check_readable
+from .mxnet_internals import structured_params
 
 
 def save_params(net, path):
     """`net.save_parameters(path)` in the legacy format (module docstring):
     one copy of each parameter, the devices' copies averaged."""
     arrays = {}
-    for name, p in net._collect_params_with_prefix().items():
+    for name, p in structured_params(net).items():
         copies = [as_legacy(d).copyto(mx.cpu()) for d in p.list_data()]
         arrays[name] = copies[0] if len(copies) == 1 else \
             mx.nd.add_n(*copies) / len(copies)
@@ -70,7 +73,7 @@ def load_legacy(path):
 def device_params(net):
     """{structured name: Parameter} of the parameters the optimizer does
     not update (BatchNorm's running mean and variance)."""
-    return {name: p for name, p in net._collect_params_with_prefix().items()
+    return {name: p for name, p in structured_params(net).items()
             if p.grad_req == 'null'}
 
 
@@ -103,3 +106,22 @@ def load_device_copies(net, path):
                 raise FCNError(f'{path}: has no {key} (was the run on '
                                'other devices?)')
             data[:] = arrays[key].as_in_context(data.context).asnumpy()
+
+
+GRAPH_FILES = ('-symbol.json', '-0000.params')
+
+
+def export_graph(block, prefix):
+    """Write a hybridized `block` that has run as PREFIX-symbol.json and
+    PREFIX-0000.params (`HybridBlock.export`, MXNet's format), each file
+    through `atomic_path`, the params last: the pair is complete when both
+    exist, and a failure leaves no temporary beside them. Call it in the
+    MXNet mode of the block's arrays. Returns the files' paths."""
+    files = [prefix + suffix for suffix in GRAPH_FILES]
+    settle()  # the weights are read below
+    with tempfile.TemporaryDirectory() as work:
+        block.export(os.path.join(work, 'graph'))
+        for suffix, path in zip(GRAPH_FILES, files):
+            with atomic_path(path) as tmp:
+                shutil.copyfile(os.path.join(work, 'graph' + suffix), tmp)
+    return files

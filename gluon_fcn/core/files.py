@@ -1,4 +1,8 @@
-"""Every file the package writes goes through `atomic_path`.
+"""Every file the package writes goes through `atomic_path`, and every
+file it removes through `remove_file` (`remove_entry` for a folder,
+`discard` for what a failed write leaves). The book's layer
+(`gluon_fcn.d2l.download`) does the same with a helper of its own: it
+imports nothing of the package's.
 
 A write is made to a temporary file beside the target, which is created
 with the mode the umask allows (0644 under umask 022, as `open` would
@@ -6,8 +10,8 @@ give; not `mkstemp`'s 0600), fsynced, and renamed over the target, so a
 crash, a signal or a full disk leaves the previous complete file and no
 temporary. A fault becomes a `WriteError`, one line naming the file and
 the cause: 'no space left on device while writing run/fcn.params'.
-Reading checks (`check_readable`) name the file and the cause the same
-way, and so does `remove_file`, which every removal goes through.
+Reading checks (`check_readable`) and removals name the file and the
+cause the same way; a file already gone is no fault.
 """
 import contextlib
 import errno
@@ -133,6 +137,27 @@ def remove_file(path):
         pass
     except OSError as e:
         raise WriteError(path, os_cause(e), 'removing') from e
+
+
+def remove_entry(path):
+    """Delete the file, link or folder (with all it holds) `path` where it
+    is; a fault is a `WriteError` naming the file at fault."""
+    if not (os.path.isdir(path) and not os.path.islink(path)):
+        return remove_file(path)
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise WriteError(e.filename or path, os_cause(e), 'removing') from e
+
+
+def discard(paths):
+    """Remove `paths` where they are after a failure, passing over a fault
+    in removing one: the failure being raised is the one to report."""
+    for path in paths:
+        with contextlib.suppress(WriteError):
+            remove_file(path)
 
 
 def link_or_copy(source, path):

@@ -47,7 +47,8 @@ def voc_palette():
     (224, 224, 192). It is the palette of VOC's SegmentationClass PNGs.
     """
     # gluoncv's `get_color_pallete(..., 'pascal_voc')` builds the same
-    # list (a test checks), but importing gluoncv costs 0.2-0.35 s and,
+    # list (a test checks), but importing gluoncv is slow (README, results
+    # log, "Measured while writing the code") and,
     # through gluoncv.data, sets PIL's LOAD_TRUNCATED_IMAGES for the whole
     # process, so that cut JPEGs decode silently: every command reads
     # labels, so this module keeps its own. The zoo's palettes (ADE20K's)

@@ -251,6 +251,17 @@ def backbone_params(net):
     return params
 
 
+def score_layers(net):
+    """The 1x1 score convolutions of an FCN from `build_fcn`, whose
+    outputs (B, num_classes, h, w) the head upsamples: `net[-2]` for the
+    chapter's 32s net, `score32`, `score16` (and `score8`) for the skip
+    heads."""
+    if not isinstance(net, SkipFCN):
+        return [net[-2]]
+    return [getattr(net, name) for name in ('score32', 'score16', 'score8')
+            if hasattr(net, name)]
+
+
 def _finish_deferred_init(net, ctx):
     """Run one tiny forward so every parameter has its shape and memory,
     and wait for it: the net's weights are read right away (`settle`)."""

@@ -46,9 +46,9 @@ class PixelSoftmaxCELoss(gluon.loss.Loss):
     so labelled are left out of the mean (the 'voc' convention).
 
     The softmax is taken channels-last: MXNet's log_softmax over axis 1
-    of NCHW strides through memory, and transposing first is 1.7x faster
-    forward and backward (benchmarks/), with the same values to float32
-    rounding."""
+    of NCHW strides through memory, and transposing first is faster
+    forward and backward (README, results log, "Speed against the d2l
+    PyTorch port"), with the same values to float32 rounding."""
 
     def __init__(self, ignore_label=None, **kwargs):
         super().__init__(None, 0, **kwargs)

@@ -21,8 +21,10 @@ from mxnet.gluon import nn
 
 from ..errors import FCNError
 from .arrays import as_legacy, like
+from .files import discard
 from .labels import Legend
 from .model import default_model_root, seq
+from .torchvision_fcn import PREFIX, load_torchvision
 
 # the zoo's name suffix -> gluoncv's dataset name (palette, class list)
 DATASETS = {'voc': 'pascal_voc', 'coco': 'coco', 'ade': 'ade20k'}
@@ -96,9 +98,8 @@ def removed_on_failure(root, stem):
     try:
         yield
     except BaseException:
-        for path, existed in zip(extras, before):
-            if not existed and os.path.exists(path):
-                os.remove(path)
+        discard(path for path, existed in zip(extras, before)
+                if not existed)
         if made and os.path.isdir(root) and not os.listdir(root):
             os.rmdir(root)
         raise
@@ -193,25 +194,32 @@ def load_params(fcn, path, name, ctx):
 
 def load_pretrained(name, root=None, params=None, ctx=None):
     """A pretrained FCN of gluoncv's model zoo (e.g. 'fcn_resnet101_voc')
-    for `predict_sliding`, `evaluate_images` and the figures.
+    or torchvision's ('torchvision:fcn_resnet101', built in Gluon:
+    `gluon_fcn.core.torchvision_fcn`) for `predict_sliding`,
+    `evaluate_images` and the figures.
 
     Parameters
     ----------
-    name : str, one of `zoo_names()`.
+    name : str, one of `zoo_names()`, or 'torchvision:fcn_resnet50' or
+        'torchvision:fcn_resnet101'.
     root : str, optional
-        The model store folder (default `~/.mxnet/models`); weights
+        The model store folder (default `~/.mxnet/models`; torchvision's:
+        the torch hub cache, `$TORCH_HOME/hub/checkpoints`); weights
         missing there are downloaded once.
     params : str, optional
         A file of weights saved from the same architecture
-        (`save_parameters` of `zoo_architecture(name)`), used instead of
-        the model store.
+        (`save_parameters` of `zoo_architecture(name)`; torchvision's: a
+        `.pth` of its `state_dict()`), used instead of the model store.
     ctx : Context, default cpu.
 
     Returns
     -------
-    net : `ZooFCN`, (B, 3, H, W) -> (B, C, H, W) logits; `net.legend`
-        names its classes (VOC's 21, COCO's VOC subset, ADE20K's 150).
+    net : `ZooFCN` or `TorchvisionFCN`, (B, 3, H, W) -> (B, C, H, W)
+        logits; `net.legend` names its classes (VOC's 21, COCO's VOC
+        subset, ADE20K's 150), `net.window` is its crop size.
     """
+    if name.startswith(PREFIX):
+        return load_torchvision(name[len(PREFIX):], root, params, ctx)
     check_name(name)
     ctx = ctx or cpu()
     if params is not None and not os.path.isfile(params):

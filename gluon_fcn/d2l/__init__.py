@@ -17,7 +17,3 @@ from .primer import (conv_output_size, corr2d, kernel2matrix, trans_conv,
                      trans_conv_output_size, upsampling_params)
 from .train import (accuracy, evaluate_accuracy_gpus, split_batch,
                     train_batch_ch13, train_ch13, try_all_gpus, try_gpu)
-
-# the short names of gluon-fcn 0.1, kept as aliases
-train = train_ch13
-train_batch = train_batch_ch13

@@ -24,12 +24,14 @@ VOC_SHA1 = '4e443f8a2eca6b1dac8a6c57641b67dd40621a49'
 VOC_SUBDIR = os.path.join('VOCdevkit', 'VOC2012')
 
 
-def file_sha1(path):
-    sha1 = hashlib.sha1()
+def file_sha1(path, algorithm='sha1'):
+    """The hex digest of a file's bytes (sha1, or another `hashlib`
+    algorithm: torch hub's files are named by their sha256)."""
+    digest = hashlib.new(algorithm)
     with open(path, 'rb') as f:
         for chunk in iter(lambda: f.read(1 << 20), b''):
-            sha1.update(chunk)
-    return sha1.hexdigest()
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def download(url, path, sha1=None):
@@ -181,6 +183,14 @@ def download_voc(data_dir=os.path.join('..', 'data'), url=VOC_URL,
         return voc_dir
     tar_path = download(url, os.path.join(data_dir, url.split('/')[-1]),
                         sha1)
+    return extract_voc(tar_path, data_dir)
+
+
+def extract_voc(tar_path, data_dir):
+    """Extract the VOC2012 folder of `tar_path` to
+    `data_dir/VOCdevkit/VOC2012` through a temporary folder renamed into
+    place when complete; return that folder."""
+    voc_dir = os.path.join(data_dir, VOC_SUBDIR)
     tmp = writing(tempfile.mkdtemp, prefix='.extract-', dir=data_dir,
                   path=data_dir)
     try:

@@ -100,15 +100,29 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs,
 
     Defined in :numref:`sec_image_augmentation`"""
     devices = devices or try_all_gpus()
+
+    def train_batch(features, labels):
+        l, acc = train_batch_ch13(
+            net, features, labels, loss, trainer, devices, split_f)
+        return l, acc, labels.shape[0], labels.size
+    return epochs_ch13(train_iter, test_iter, num_epochs, devices,
+                       train_batch, lambda data_iter: evaluate_accuracy_gpus(
+                           net, data_iter, split_f))
+
+
+def epochs_ch13(train_iter, test_iter, num_epochs, devices, train_batch,
+                evaluate):
+    """The epochs of `train_ch13`, in either framework: `train_batch(
+    features, labels)` -> (loss sum, correct labels, examples, labels),
+    timed; `evaluate(test_iter)` -> test accuracy. Prints the book's two
+    closing lines and returns the Animator's points."""
     num_batches, seconds, points = len(train_iter), 0.0, []
     for epoch in range(num_epochs):
         # loss sum, correct pixels, examples, pixels
         metric = [0.0] * 4
         for i, (features, labels) in enumerate(train_iter):
             tic = time.time()
-            l, acc = train_batch_ch13(
-                net, features, labels, loss, trainer, devices, split_f)
-            for k, v in enumerate((l, acc, labels.shape[0], labels.size)):
+            for k, v in enumerate(train_batch(features, labels)):
                 metric[k] += v
             seconds += time.time() - tic
             if (i + 1) % max(num_batches // 5, 1) == 0 or \
@@ -116,7 +130,7 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs,
                 points.append((epoch + (i + 1) / num_batches,
                                metric[0] / metric[2],
                                metric[1] / metric[3], None))
-        test_acc = evaluate_accuracy_gpus(net, test_iter, split_f)
+        test_acc = evaluate(test_iter)
         points.append((epoch + 1, None, None, test_acc))
     print(f'loss {metric[0] / metric[2]:.3f}, train acc '
           f'{metric[1] / metric[3]:.3f}, test acc {test_acc:.3f}')

@@ -15,6 +15,7 @@ import numpy as onp
 from mxnet import gluon
 
 from ..core.arrays import settle
+from ..core.mxnet_internals import structured_params
 from ..errors import FCNError
 
 def is_distributed(kvstore):
@@ -103,7 +104,7 @@ class DistTrainer(gluon.Trainer):
             kvstore=kvstore, update_on_kvstore=True)
 
     def save_states(self, fname):
-        updater = mx.optimizer.get_updater(self._optimizer)
+        updater = mx.optimizer.get_updater(self.optimizer)
         with open(fname, 'wb') as f:
             f.write(updater.get_states(dump_optimizer=True))
 
@@ -125,7 +126,7 @@ def params_sha1(net, ctx=None):
     bytes in sorted name order."""
     digest = hashlib.sha1()
     settle()  # the weights are read below
-    params = net._collect_params_with_prefix()
+    params = structured_params(net)
     for name in sorted(params):
         if params[name].grad_req != 'null':
             digest.update(name.encode())

@@ -22,7 +22,7 @@ import os
 import mxnet as mx
 
 from .. import threads
-from .native import cpu_flags, cpu_model, cpuinfo_field
+from .native import cpu_flags, cpu_model
 
 FAKE_VAR = 'GLUON_FCN_CPU'
 VENDORS = ('GenuineIntel', 'AuthenticAMD')
@@ -58,7 +58,8 @@ def this_cpu():
     fake = os.environ.get(FAKE_VAR)
     if fake is not None:
         return fake_cpu(fake)
-    return CPU(cpuinfo_field('vendor_id'), frozenset(cpu_flags().split()),
+    return CPU(threads.cpuinfo_field('vendor_id'),
+               frozenset(cpu_flags().split()),
                amx_allowed())
 
 
@@ -94,19 +95,6 @@ def no_units(precision):
     """Why a CPU without units for `precision` does not run it."""
     names = ' or '.join(flag for flag, _ in UNITS[precision])
     return f'this CPU has none of {names}'
-
-
-def bf16_training_refusal(cpu=None):
-    """Why `train --precision bf16` does not run here, in one phrase:
-    slower than float32 (`slower_than_fp32`), no bf16 units, or, where
-    bf16 is fast, no bf16 training in gluon-fcn yet (MXNet AMP's failures
-    on the chapter's net: `benchmarks/bf16_training_repro.py`)."""
-    cpu = cpu or this_cpu()
-    if precision_units('bf16', cpu) is None:
-        return no_units('bf16')
-    return slower_than_fp32('bf16', cpu) or (
-        'bf16 training is not in gluon-fcn yet (MXNet AMP fails on the '
-        "chapter's net: benchmarks/bf16_training_repro.py)")
 
 
 def cpu_path(precision, ctx=None):

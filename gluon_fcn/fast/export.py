@@ -19,7 +19,6 @@ ONNX needs the `export` extra: onnx (1.15 to 1.18: 1.19 dropped
 import importlib
 import json
 import os
-import shutil
 import tempfile
 import warnings
 
@@ -28,7 +27,7 @@ import numpy as onp
 from mxnet import gluon
 
 from ..core.arrays import is_numpy, like, settle, to_mode
-from ..core.checkpoint import load_legacy
+from ..core.checkpoint import export_graph, load_legacy
 from ..core.files import atomic_path
 from ..core.labels import Legend
 from ..d2l import VOC_CLASSES
@@ -73,13 +72,7 @@ def export_mxnet(net, path, shape=(320, 480)):
     use_chapter_layers(net)
     net.hybridize()
     net(mx.nd.zeros((1, 3) + tuple(shape), ctx=first_data(net).context))
-    files = [f'{path}-symbol.json', f'{path}-0000.params']
-    with tempfile.TemporaryDirectory() as tmp:
-        net.export(os.path.join(tmp, 'net'))
-        for name, dest in zip(('net-symbol.json', 'net-0000.params'), files):
-            with atomic_path(dest) as part:
-                shutil.copyfile(os.path.join(tmp, name), part)
-    return files
+    return export_graph(net, path)
 
 
 def export_int8(net, path, shape=(320, 480)):

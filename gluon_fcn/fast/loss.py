@@ -1,8 +1,9 @@
 """The chapter's loss as one native operator (`fcn_pixel_ce`,
 `gluon_fcn.fast.native`): the softmax over the channels is read in place
-and the backward pass writes softmax - onehot directly, 11x faster
-forward and backward than MXNet's operators (benchmarks/); float32 on
-the CPU, either MXNet mode.
+and the backward pass writes softmax - onehot directly, several times
+faster forward and backward than MXNet's operators (README, results log:
+the loss row of "Speed against the d2l PyTorch port"); float32 on the
+CPU, either MXNet mode.
 """
 import mxnet as mx
 

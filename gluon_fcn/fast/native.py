@@ -30,6 +30,7 @@ import mxnet as mx
 import numpy as onp
 
 from ..core.files import atomic_path
+from ..threads import cpuinfo_field
 
 SOURCE = os.path.join(os.path.dirname(__file__), 'csrc', 'fcn_ops.cc')
 FLAGS = ['-std=c++17', '-O3', '-march=native', '-fopenmp',
@@ -40,20 +41,6 @@ _loaded = None  # None: not tried yet; then True or False
 
 def mxnet_dir():
     return os.path.dirname(mx.__file__)
-
-
-def cpuinfo_field(name):
-    """The first processor's `name` field in /proc/cpuinfo ('' where there
-    is none)."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                key, _, value = line.partition(':')
-                if key.strip() == name:
-                    return value.strip()
-    except OSError:
-        pass
-    return ''
 
 
 def cpu_flags():

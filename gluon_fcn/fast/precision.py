@@ -19,16 +19,16 @@ cut in two, and `InferenceFCN` runs the parts one after the other:
   split in one native operator (`fcn_upsample`, `fast.upsample`): AMP
   keeps `Deconvolution` in float32 in any case, and MXNet has no int8
   one. Converting the whole chapter-layer net instead, with oneDNN's
-  transposed convolution, was 1.8x slower in int8 and 1.4x in bf16
-  (batch 4, 320x480).
+  transposed convolution, was slower in int8 and in bf16 (README, results
+  log, "Measured while writing the code").
 
 What this CPU offers each precision, and where one is known to be slower
 than float32, is `fast.cpu`'s; 'auto', the fastest measured, is
-`fast.auto`'s. `layer_precisions` lists what each layer computes in. The skip heads
-(`SkipFCN`) run in float32 only. The graph is traced from `net` in the
-caller's mode and run under MXNet's legacy semantics (AMP and the
-quantizer take legacy arrays only); `InferenceFCN` takes and returns
-arrays of the caller's flavour.
+`fast.auto`'s. `layer_precisions` lists what each layer computes in. The
+skip heads (`SkipFCN`) run in float32 only. The graph is traced from
+`net` in the caller's mode and run under MXNet's legacy semantics (AMP
+and the quantizer take legacy arrays only); `InferenceFCN` takes and
+returns arrays of the caller's flavour.
 """
 import contextlib
 import json
@@ -41,6 +41,8 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 from ..core.arrays import as_legacy, host, legacy, legacy_semantics, like
+from ..core.checkpoint import GRAPH_FILES, export_graph
+from ..core.mxnet_internals import cached_graph, child_blocks
 from ..errors import FCNError
 from .cpu import no_units, onednn, precision_units, slower_than_fp32
 from .upsample import for_inference
@@ -117,7 +119,7 @@ def upsampler_index(net):
     ending in them (the chapter's net) is; None for other nets."""
     if not isinstance(net, nn.HybridSequential):
         return None
-    layers = list(net._children.values())
+    layers = list(child_blocks(net).values())
     first = next((i for i, layer in enumerate(layers)
                   if isinstance(layer, nn.Conv2DTranspose)), None)
     return first or None
@@ -128,7 +130,7 @@ def split_at_upsampler(net):
     before the first transposed convolution and the rest, sharing `net`'s
     parameters, the transposed convolutions computed by `fcn_upsample`
     where it runs (`for_inference`)."""
-    layers = list(net._children.values())
+    layers = list(child_blocks(net).values())
     first = upsampler_index(net)
     body, head = nn.HybridSequential(), nn.HybridSequential()
     for layer in layers[:first]:
@@ -173,11 +175,11 @@ def legacy_graph(block, X, fused_sums=True):
     """A legacy-semantics `SymbolBlock` computing `block` (hybridized and
     run once on `X` here), its residual sums fused into the convolutions
     or not (`residual_additions`), holding copies of its parameters.
-    Fused is faster: resnet18 at 320x480 on a core ran in 81 ms an image
-    in float32 against 101, in bf16 18 against 54."""
+    Fused is faster, in float32 and in bf16 (README, results log,
+    "Measured while writing the code")."""
     block.hybridize()
     block(X)
-    inputs, sym = block._cached_graph
+    inputs, sym = cached_graph(block)
     params = block.collect_params()
     with legacy_semantics():
         sym = residual_additions(as_legacy(sym), X.shape, fused_sums)
@@ -242,26 +244,14 @@ def to_int8(graph, X, calib_data):
                 graph, calib_mode='naive', calib_data=batches,
                 num_calib_examples=len(calib), ctx=X.context)
         graph.hybridize(static_alloc=True, static_shape=True)
-        graph(as_legacy(X))  # builds the graph `save_graph` exports
+        graph(as_legacy(X))  # builds the graph `export_graph` writes
     return graph
 
 
-def save_graph(graph, prefix):
-    """Write `graph` as PREFIX-symbol.json and PREFIX-0000.params (MXNet's
-    export format), the params last: the pair is complete when both
-    exist. Each file is written beside and renamed into place."""
-    folder = os.path.dirname(os.path.abspath(prefix))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f'.{os.path.basename(prefix)}.tmp')
-    with legacy_semantics():
-        graph.export(tmp)
-    for suffix in ('-symbol.json', '-0000.params'):
-        os.replace(tmp + suffix, prefix + suffix)
-
-
 def load_graph(prefix, ctx=None):
-    """The graph `save_graph` wrote, or None where it is absent."""
-    files = [prefix + suffix for suffix in ('-symbol.json', '-0000.params')]
+    """The graph `export_graph` wrote at `prefix`, or None where it is
+    absent or incomplete."""
+    files = [prefix + suffix for suffix in GRAPH_FILES]
     if not all(os.path.isfile(f) for f in files):
         return None
     with legacy_semantics(), warnings.catch_warnings():
@@ -277,11 +267,10 @@ def load_graph(prefix, ctx=None):
 
 # the share of the calibration images' pixels whose class the int8 net
 # with its residual sums fused (in int8) must keep, else the sums stay in
-# float32. Fused, int8 ran at 3.6x float32's speed instead of 2.6x on the
-# Intel Xeon (320x480, batch 8); on the demo run it kept 98.8% of the
-# calibration crops' pixels and 99.1% of the validation images' (whole
-# images: less border), against 99.8% unfused. More calibration images (64)
-# or entropy calibration kept no more.
+# float32: fused is much faster but keeps fewer pixels' classes, and on the
+# demo run this bound kept the fused net (benchmarks/README.md, "Reduced
+# precision", has the speeds and shares; more calibration images or
+# entropy calibration kept no more).
 INT8_AGREEMENT = 0.985
 INT8_RECIPE = 2  # saved int8 nets of another recipe are calibrated again
 
@@ -344,7 +333,7 @@ def sums_fused(net):
     """Whether the residual sums of an `InferenceFCN`'s body are fused
     into its convolutions (no addition of its own in the graph)."""
     with legacy_semantics():
-        nodes = json.loads(net.body._cached_graph[1].tojson())['nodes']
+        nodes = json.loads(cached_graph(net.body)[1].tojson())['nodes']
     return not any(n['op'] in ADDITIONS.values() for n in nodes)
 
 
@@ -370,7 +359,8 @@ def inference_net(net, X, precision='fp32', calib_data=None,
             graph = int8_body(body, head, X,
                               calibration_array(calib_data))
             if int8_cache:
-                save_graph(graph, int8_cache)
+                with legacy_semantics():  # the graph's flavour
+                    export_graph(graph, int8_cache)
         elif not graph:
             graph = legacy_graph(body, X)
             graph = fuse(graph, X) if precision == 'fp32' else \
@@ -395,7 +385,7 @@ def layer_precisions(net):
     order, then its float32 head's: 'bfloat16', 'uint8' / 'int8' (int8
     layers), or 'float32'."""
     with legacy_semantics():
-        sym = net.body._cached_graph[1]
+        sym = cached_graph(net.body)[1]
         internals = sym.get_internals()
         types = dict(zip(internals.list_outputs(),
                          internals.infer_type(data='float32')[1]))
@@ -403,4 +393,4 @@ def layer_precisions(net):
             for node in json.loads(sym.tojson())['nodes']
             if node['op'] in LAYER_OPS]
     return rows + [(layer.name, 'float32')
-                   for layer in net.head._children.values()]
+                   for layer in child_blocks(net.head).values()]

@@ -6,13 +6,15 @@ from mxnet import gluon
 
 from ..core import numeric
 from ..core.training import fit_epochs
+from ..errors import FCNError
 from .inference import accelerate
 from .loss import make_loss
+from .mixed import training_refusal, use_bf16_convolutions
 
 
 def train_fcn(net, train_iter, test_iter, num_epochs, lr=0.1, wd=1e-3,
               optimizer='sgd', labels='d2l', seed=0, progress=True,
-              static_memory=False):
+              static_memory=False, precision='fp32'):
     """Train `net` (from `build_fcn`) in place and return its `History`.
 
     The chapter's training (:numref:`sec_fcn`) on the devices `net` is
@@ -39,8 +41,13 @@ def train_fcn(net, train_iter, test_iter, num_epochs, lr=0.1, wd=1e-3,
     progress : bool
         A tqdm bar per epoch.
     static_memory : bool
-        `static_alloc`: 7-12% faster, 0.6 GB more at batch 32 of
-        320x480.
+        `static_alloc`: faster, for more memory at its peak (README,
+        results log, "Speed against PyTorch": the static-memory row).
+    precision : 'fp32' or 'bf16'
+        'bf16': mixed precision, the convolutions in bfloat16 and the
+        Parameters, loss and upsampler in float32 (`fast.mixed`); an
+        FCNError where this machine does not run it, a `PrecisionNote`
+        where it is known to be slower than float32.
 
     Returns
     -------
@@ -48,13 +55,18 @@ def train_fcn(net, train_iter, test_iter, num_epochs, lr=0.1, wd=1e-3,
     """
     numeric.real('lr', lr)  # before the net is changed
     numeric.real('wd', wd, positive=False)
+    devices = list(net.collect_params().values())[0].list_ctx()
+    refusal = training_refusal(precision, devices)
+    if refusal:
+        raise FCNError(f'precision {precision!r}: {refusal}')
     accelerate(net)
+    if precision == 'bf16':
+        use_bf16_convolutions(net)
     net.hybridize(static_alloc=static_memory)
     params = {name: param for name, param in net.collect_params().items()
               if param.grad_req != 'null'}
     trainer = gluon.Trainer(params, optimizer,
                             {'learning_rate': lr, 'wd': wd})
-    devices = list(net.collect_params().values())[0].list_ctx()
     return fit_epochs(net, train_iter, test_iter, make_loss(labels),
                       trainer, num_epochs, devices, seed=seed,
                       progress=progress, convention=labels)

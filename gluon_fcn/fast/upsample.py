@@ -31,6 +31,8 @@ import numpy as onp
 from mxnet.gluon import nn
 
 from ..core.arrays import as_legacy, as_numpy, like
+from ..core.mxnet_internals import (child_blocks, conv_channels,
+                                    conv_settings, hybrid_flags)
 from . import native
 
 
@@ -41,7 +43,7 @@ def is_quadrant_split(block):
     pass), a bias."""
     if not isinstance(block, nn.Conv2DTranspose):
         return False
-    kw = block._kwargs
+    kw = conv_settings(block)
     (k, k2), (s, s2), (p, p2) = kw['kernel'], kw['stride'], kw['pad']
     return (k == k2 == 2 * s and s == s2 and p == p2 and 0 <= p < s and
             kw['dilate'] == (1, 1) and kw['num_group'] == 1 and
@@ -65,7 +67,7 @@ class QuadrantConv2DTranspose(nn.Conv2DTranspose):
     def hybrid_forward(self, F, x, weight, bias):
         if onp.dtype(self.weight.dtype) != onp.float32:
             return super().hybrid_forward(F, x, weight, bias)
-        s, p = self._kwargs['stride'][0], self._kwargs['pad'][0]
+        s, p = self.stride_pad()
         if s in FUSED_STRIDES and 'add' not in (self.weight.grad_req,
                                                 self.bias.grad_req):
             out = F.fcn_upsample(as_legacy(x), as_legacy(weight),
@@ -73,11 +75,16 @@ class QuadrantConv2DTranspose(nn.Conv2DTranspose):
             return like(out, x)
         return self.gemm_forward(F, x, weight, bias)
 
+    def stride_pad(self):
+        """(stride, padding), each the same along both axes."""
+        kw = conv_settings(self)
+        return kw['stride'][0], kw['pad'][0]
+
     def gemm_forward(self, F, x, weight, bias):
         """The blocks as one GEMM, laid out by `fcn_blocks_to_image`."""
         ref = x  # the caller's flavour, legacy or NumPy
         x, weight, bias = (as_numpy(v) for v in (x, weight, bias))
-        s, p = self._kwargs['stride'][0], self._kwargs['pad'][0]
+        s, p = self.stride_pad()
         c_in, c_out = self.weight.shape[:2]
         x = F.np.pad(F.np.transpose(x, (0, 2, 3, 1)),  # (B, H+2, W+2, C)
                      ((0, 0), (1, 1), (1, 1), (0, 0)))
@@ -102,11 +109,13 @@ FUSED_STRIDES = (2, 4, 8, 16, 32, 64)  # those `fcn_upsample` computes
 def same_layer_as(cls, layer):
     """A transposed convolution of class `cls` holding `layer`'s own
     Parameters and settings."""
-    kw = layer._kwargs
-    new = cls(layer._channels, kw['kernel'], kw['stride'], kw['pad'],
-              in_channels=layer._in_channels, prefix=layer.prefix,
+    kw = conv_settings(layer)
+    channels, in_channels = conv_channels(layer)
+    new = cls(channels, kw['kernel'], kw['stride'], kw['pad'],
+              in_channels=in_channels, prefix=layer.prefix,
               params=layer.params)
-    new.hybridize(layer._active, **dict(layer._flags))
+    active, flags = hybrid_flags(layer)
+    new.hybridize(active, **flags)
     return new
 
 
@@ -116,7 +125,7 @@ def find_layers(net, wanted):
     blocks, found = [net], []
     while blocks:
         block = blocks.pop()
-        for key, child in block._children.items():
+        for key, child in child_blocks(block).items():
             blocks.append(child)
             if wanted(child):
                 found.append((block, key, child))
@@ -168,7 +177,7 @@ def for_inference(layer):
     else `layer` itself."""
     if not (isinstance(layer, nn.Conv2DTranspose) and
             is_quadrant_split(layer) and
-            layer._kwargs['stride'][0] in FUSED_STRIDES and
+            conv_settings(layer)['stride'][0] in FUSED_STRIDES and
             all(c.device_type == 'cpu' for c in layer.weight.list_ctx())
             and native.load()):
         return layer
