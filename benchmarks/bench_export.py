@@ -29,7 +29,7 @@ from gluon_fcn.core.arrays import array, legacy_semantics
 from gluon_fcn.core.checkpoint import save_params
 from gluon_fcn.core.model import build_fcn
 from gluon_fcn.fast import accelerate, optimize_for_inference
-from gluon_fcn.fast.export import OnnxNet, export_onnx, max_relative_error
+from gluon_fcn.fast.portable import OnnxNet, export_onnx, max_relative_error
 from gluon_fcn.fast.native import cpu_model
 
 from bench_fcn import time_it  # this folder: the same timer as the table

@@ -43,7 +43,7 @@ from gluon_fcn.core.predict import predict_image
 from gluon_fcn.core.synthetic import make_synthetic_voc
 from gluon_fcn.core.training import PixelSoftmaxCELoss
 from gluon_fcn.d2l import RGB_MEAN, RGB_STD
-from gluon_fcn.fast import (accelerate, make_loss, optimize_for_inference,
+from gluon_fcn.fast import (accelerate, make_fused_loss, optimize_for_inference,
                             precision_units)
 from gluon_fcn.fast.cpu import slower_than_fp32, this_cpu
 from gluon_fcn.fast.mixed import use_bf16_convolutions
@@ -115,7 +115,7 @@ def gluon_net(name=GLUON):
     if name == BF16_TRAIN_ROW:
         use_bf16_convolutions(net)
     net.hybridize(static_alloc=name == STATIC_ROW)
-    return net, make_loss('d2l')
+    return net, make_fused_loss('d2l')
 
 
 def forward_bench(net, X):
@@ -321,7 +321,7 @@ def component_rows(crop, batch_size, repeat):
         size=(batch_size, NUM_CLASSES, crop[0] // 32, crop[1] // 32))
     X, y = random_batch(crop, batch_size)
     logits = np.random.normal(size=(batch_size, NUM_CLASSES) + crop)
-    chapter_loss, fused_loss = PixelSoftmaxCELoss(), make_loss('d2l')
+    chapter_loss, fused_loss = PixelSoftmaxCELoss(), make_fused_loss('d2l')
     shape = 'x'.join(map(str, score.shape))
     return {f'upsampler 64/32, input {shape}': {
                 'chapter_ms': backward_ms(plain, score, repeat),
@@ -474,7 +474,7 @@ def accuracy_rows(run_dir, precisions):
     """{precision: evaluate --precision's comparison with float32} on the
     run's validation images (whole images, its labels)."""
     from gluon_fcn.app.inference import evaluate_run
-    from gluon_fcn.app.runs import TrainConfig
+    from gluon_fcn.app.config import TrainConfig
     config = TrainConfig.from_json(os.path.join(run_dir, 'config.json'))
     rows = {}
     for p in precisions:
@@ -485,7 +485,7 @@ def accuracy_rows(run_dir, precisions):
             rows[p] = {k: against[k] for k in (
                 'changed_pixels', 'pixel_acc_delta', 'mean_iou_delta')}
     if 'int8' in rows:  # which int8 net the run's calibration chose
-        from gluon_fcn.app.runs import load_run
+        from gluon_fcn.app.loading import load_run
         rows['int8']['sums_fused'] = sums_fused(
             load_run(run_dir, precision='int8')[0])
     return rows
@@ -496,7 +496,7 @@ def auto_pick(rows, run_dir=None):
     as `gluon-fcn` measures it, or kept in RUN/auto.json); without a run,
     the fastest inference row, by speed alone."""
     if run_dir:
-        from gluon_fcn.app.runs import load_run
+        from gluon_fcn.app.loading import load_run
         choice = load_run(run_dir, precision='auto')[0].choice
         return choice and choice.to_dict()
     rates = {p: rows[inference_row(p)]['forward'] for p in PRECISIONS

@@ -90,26 +90,26 @@ def case_order():
     from mxnet.contrib import amp
 
     from gluon_fcn.core.model import build_fcn
-    from gluon_fcn.fast import accelerate, make_loss
+    from gluon_fcn.fast import accelerate, make_fused_loss
     amp.init(target_dtype='bfloat16')
     net = accelerate(build_fcn(21))  # loads the native operators
-    train(net, make_loss('d2l'))
+    train(net, make_fused_loss('d2l'))
     return f'trains, its first convolution in {first_conv_dtype(net)}'
 
 
 def case_quadrant():
     from gluon_fcn.core.model import build_fcn
-    from gluon_fcn.fast import accelerate, make_loss
+    from gluon_fcn.fast import accelerate, make_fused_loss
     amp_after_load()
     net = accelerate(build_fcn(21))
     net.hybridize(static_alloc=True)
-    return f'trained: losses {train(net, make_loss("d2l"))}'
+    return f'trained: losses {train(net, make_fused_loss("d2l"))}'
 
 
 def case_recipe():
     from gluon_fcn.core.arrays import as_legacy, like
     from gluon_fcn.core.model import build_fcn
-    from gluon_fcn.fast import make_loss
+    from gluon_fcn.fast import make_fused_loss
     from gluon_fcn.fast.upsample import QuadrantConv2DTranspose
 
     class Float32Quadrants(QuadrantConv2DTranspose):
@@ -124,7 +124,7 @@ def case_recipe():
     net.register_child(Float32Quadrants.from_layer(net[-1]),
                        list(net._children)[-1])
     net.hybridize(static_alloc=True)
-    losses = train(net, make_loss('d2l'), steps=5)
+    losses = train(net, make_fused_loss('d2l'), steps=5)
     dtype = first_conv_dtype(net)
     return (f'trained, its first convolution in {dtype}: losses '
             f'{[round(v, 4) for v in losses]}')
@@ -132,10 +132,10 @@ def case_recipe():
 
 def case_float32():
     from gluon_fcn.core.model import build_fcn
-    from gluon_fcn.fast import accelerate, make_loss
+    from gluon_fcn.fast import accelerate, make_fused_loss
     net = accelerate(build_fcn(21))
     net.hybridize(static_alloc=True)
-    losses = train(net, make_loss('d2l'), steps=5, mixed=False)
+    losses = train(net, make_fused_loss('d2l'), steps=5, mixed=False)
     return f'trained: losses {[round(v, 4) for v in losses]}'
 
 

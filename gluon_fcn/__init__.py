@@ -20,9 +20,9 @@ __version__ = '0.2.0'
 
 # the package's face, imported on first use so that `import gluon_fcn`
 # (and `from gluon_fcn import v1`) loads no more than it needs
-_FACE = {'build_fcn': 'core.model', 'load_run': 'app.runs',
+_FACE = {'build_fcn': 'core.model', 'load_run': 'app.loading',
          'optimize_for_inference': 'fast.inference',
-         'accelerate': 'fast.inference', 'FCNError': 'errors',
+         'accelerate': 'fast.upsample', 'FCNError': 'errors',
          'load_pretrained': 'core.zoo'}
 
 

@@ -26,7 +26,7 @@ def run(synth_voc, tmp_path_factory):
 
 def test_a_run_predicts_with_the_fast_upsampler(run):
     from gluon_fcn.fast import native
-    from gluon_fcn.app.runs import load_run
+    from gluon_fcn.app.loading import load_run
     from gluon_fcn.fast.upsample import QuadrantConv2DTranspose
     if not native.load():
         pytest.skip('the native operators do not build here')
@@ -261,7 +261,7 @@ def test_checkpoints_older_than_the_newest_kept_are_removed(tmp_path):
     """--keep-checkpoints 2: the two newest complete checkpoints stay, an
     unfinished newer one is not touched, older files go (leftovers of an
     unfinished one too); 0 keeps all."""
-    from gluon_fcn.app.runs import checkpoint_paths, prune_checkpoints
+    from gluon_fcn.app.run_folder import checkpoint_paths, prune_checkpoints
     out = str(tmp_path)
     os.makedirs(os.path.join(out, 'checkpoints'))
     for epoch in (1, 2, 3, 4, 5):
@@ -306,7 +306,7 @@ def test_resume_takes_epochs_and_kept_checkpoints_from_the_line(tmp_path):
     ((375, 500), 'top-left 160x224 of 375x500'),
     ((100, 500), 'top-left 100x224 of 100x500')])
 def test_predictions_png_says_what_part_of_each_image_it_shows(size, shown):
-    from gluon_fcn.app.runs import shown_part
+    from gluon_fcn.app.fit import shown_part
     assert shown_part(size, (160, 224)) == shown
 
 
@@ -349,7 +349,7 @@ def test_head_backbone_and_layers_are_recorded_and_rebuilt(synth_voc,
     assert (config['head'], config['backbone']) == ('8s', 'resnet18_v1')
     assert config['chapter_layers'] is True
     from gluon_fcn.core.model import SkipFCN
-    from gluon_fcn.app.runs import load_run
+    from gluon_fcn.app.loading import load_run
     net, _ = load_run(out)
     assert isinstance(net, SkipFCN) and net.head == '8s'
     assert type(net.upsample) is gluon.nn.Conv2DTranspose  # the chapter's
@@ -419,7 +419,7 @@ def test_single_channel_index_masks_and_classes_flag(synth_voc, tmp_path):
     path = tmp_path / 'crops.json'
     assert main(['evaluate', '--run', out, '--data', str(data), '--crops',
                  '--labels', 'voc', '--json', str(path)]) == 0
-    from gluon_fcn.app.runs import load_run
+    from gluon_fcn.app.loading import load_run
     from gluon_fcn.core.training import seed_everything
     from gluon_fcn.d2l import evaluate_accuracy_gpus
     net, _ = load_run(out)

@@ -20,7 +20,7 @@ from gluon_fcn.core.model import build_fcn
 from gluon_fcn.core.training import seed_everything
 from gluon_fcn.d2l import train_batch_ch13
 from gluon_fcn.dist.worker import ShardSampler, params_sha1
-from gluon_fcn.fast import accelerate, make_loss
+from gluon_fcn.fast import accelerate, make_fused_loss
 
 pytestmark = pytest.mark.skipif(
     not mx.runtime.Features().is_enabled('DIST_KVSTORE'),
@@ -68,7 +68,7 @@ def single_process_run(voc, epochs=1):
         for batches in zip(*shards):
             X = np.concatenate([X for X, _ in batches])
             y = np.concatenate([y for _, y in batches])
-            train_batch_ch13(net, X, y, make_loss(), trainer, devices)
+            train_batch_ch13(net, X, y, make_fused_loss(), trainer, devices)
     return initial, trained_params(net)
 
 

@@ -90,7 +90,7 @@ def run(tiny_run):
 
 
 def run_logits(run, X):
-    from gluon_fcn.app.runs import load_run
+    from gluon_fcn.app.loading import load_run
     net, _ = load_run(run)
     return net(X)
 

@@ -9,9 +9,9 @@ from PIL import Image
 from cli_output import fails
 from conftest import TINY
 from gluon_fcn.app.cli import main
-from gluon_fcn.app.runs import read_run
+from gluon_fcn.app.loading import read_run
 from gluon_fcn.core.arrays import array
-from gluon_fcn.fast.export import OnnxNet, load_mxnet, max_relative_error
+from gluon_fcn.fast.portable import OnnxNet, load_mxnet, max_relative_error
 from gluon_fcn.fast.native import cpu_model
 from gluon_fcn.fast.upsample import QuadrantConv2DTranspose, find_layers
 

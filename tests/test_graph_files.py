@@ -10,7 +10,7 @@ import mxnet as mx
 import pytest
 from mxnet.gluon import nn
 
-from gluon_fcn.app import runs
+from gluon_fcn.app import loading
 from gluon_fcn.core import checkpoint, files
 from gluon_fcn.core.arrays import zeros
 from gluon_fcn.core.model import build_fcn
@@ -106,11 +106,11 @@ def fake_run(folder):
 
 def test_int8_cache_removes_other_calibrations_only(tmp_path):
     run = fake_run(str(tmp_path / 'run'))
-    prefix = runs.int8_cache(run)
+    prefix = loading.int8_cache(run)
     for name in ('fcn-old-symbol.json', 'fcn-old-0000.params',
                  os.path.basename(prefix) + '-symbol.json'):
         open(os.path.join(run, 'int8', name), 'w').close()
-    assert runs.int8_cache(run) == prefix
+    assert loading.int8_cache(run) == prefix
     assert os.listdir(os.path.join(run, 'int8')) == [
         os.path.basename(prefix) + '-symbol.json']
 
@@ -125,7 +125,7 @@ def test_int8_cache_names_an_old_calibration_it_cannot_remove(
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
     monkeypatch.setattr(os, 'remove', refuse)
     with pytest.raises(WriteError) as caught:
-        runs.int8_cache(run)
+        loading.int8_cache(run)
     assert str(caught.value) == f'permission denied while removing {old}'
 
 

@@ -14,7 +14,7 @@ from gluon_fcn.app.cli import main
 from gluon_fcn.core.checkpoint import load_legacy
 from gluon_fcn.core.model import build_fcn, score_layers
 from gluon_fcn.core.mxnet_internals import child_blocks
-from gluon_fcn.fast import accelerate, cpu, make_loss
+from gluon_fcn.fast import accelerate, cpu, make_fused_loss
 from gluon_fcn.fast.mixed import (BFLOAT16, Bf16Conv2D,
                                   use_bf16_convolutions,
                                   use_float32_convolutions)
@@ -49,7 +49,7 @@ def steps(net, X, y, n=3):
                             {'learning_rate': 0.1, 'wd': 1e-3})
     weight = [p for p in net.collect_params().values()
               if p.name.endswith('weight') and len(p.shape) == 4][1]
-    loss, losses, grad = make_loss('d2l'), [], None
+    loss, losses, grad = make_fused_loss('d2l'), [], None
     for _ in range(n):
         with autograd.record():
             ell = loss(net(X), y)
@@ -123,7 +123,7 @@ from mxnet import autograd
 from gluon_fcn.core.arrays import as_legacy, like
 from gluon_fcn.core.model import build_fcn
 from gluon_fcn.core.mxnet_internals import child_blocks
-from gluon_fcn.fast import accelerate, make_loss, native
+from gluon_fcn.fast import accelerate, make_fused_loss, native
 from gluon_fcn.fast.mixed import use_bf16_convolutions
 from gluon_fcn.fast.upsample import QuadrantConv2DTranspose
 
@@ -146,7 +146,7 @@ def step(recipe):
         use_bf16_convolutions(accelerate(net))
     net.hybridize()
     with autograd.record():
-        ell = make_loss('d2l')(net(X), y)
+        ell = make_fused_loss('d2l')(net(X), y)
     ell.backward()
     return float(ell.mean().asscalar()), [
         p.grad().asnumpy() for p in net.collect_params().values()

@@ -13,7 +13,7 @@ from mxnet import autograd, gluon, np
 from gluon_fcn.core.model import build_fcn
 from gluon_fcn.core.training import PixelSoftmaxCELoss
 from gluon_fcn.fast import (FusedPixelSoftmaxCELoss, accelerate,
-                            fused_pixel_nll, make_loss, native)
+                            fused_pixel_nll, make_fused_loss, native)
 from gluon_fcn.fast.upsample import QuadrantConv2DTranspose
 
 pytestmark = pytest.mark.skipif(not native.load(),
@@ -81,7 +81,7 @@ def test_fused_loss_refuses_labels_that_are_not_numbers():
 
 
 def test_the_loss_uses_the_native_operator_only_where_it_can_run():
-    loss = make_loss('d2l')
+    loss = make_fused_loss('d2l')
     assert isinstance(loss, FusedPixelSoftmaxCELoss)
     assert native.usable(np.zeros((1, 2, 3, 3)))
     assert not native.usable(np.zeros((1, 2, 3, 3), dtype='float64'))
@@ -93,7 +93,7 @@ def test_the_loss_uses_the_native_operator_only_where_it_can_run():
 
 
 def one_step_gradients(net, X, y):
-    loss = make_loss('d2l')
+    loss = make_fused_loss('d2l')
     with autograd.record():
         out = net(X)
         l = loss(out, y)
@@ -187,7 +187,7 @@ def test_fast_path_in_legacy_mode_gives_legacy_arrays_and_same_numbers(
     y = mx.nd.array(rng.integers(0, 5, (2, 64, 96)))
     outs = []
     for net, loss in ((chapter, PixelSoftmaxCELoss()),
-                      (fast, make_loss('d2l'))):
+                      (fast, make_fused_loss('d2l'))):
         net.hybridize()
         with autograd.record():
             out = net(X)
@@ -211,7 +211,7 @@ import os, sys
 import numpy as onp
 from mxnet import autograd, np, npx
 from gluon_fcn.core.model import build_fcn
-from gluon_fcn.fast import accelerate, make_loss, native
+from gluon_fcn.fast import accelerate, make_fused_loss, native
 npx.set_np()
 rng = onp.random.default_rng(0)
 got = {'loaded': onp.array(native.load())}
@@ -245,7 +245,7 @@ y = np.array(rng.integers(0, 5, (2, 64, 96)), dtype='float32')
 X.attach_grad()
 with autograd.record():
     out = net(X)
-    loss = make_loss('d2l')(out, y)
+    loss = make_fused_loss('d2l')(out, y)
 loss.backward()
 got.update(type=onp.array(type(net[-1]).__name__), out=out.asnumpy(),
            loss=loss.asnumpy(), dX=X.grad.asnumpy())

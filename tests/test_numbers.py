@@ -135,7 +135,7 @@ def test_a_run_config_from_the_first_version_loads(tiny_run, tmp_path):
     and one key this version does not know: the newer fields take their
     defaults, the unknown key is ignored, and the run predicts as
     before."""
-    from gluon_fcn.app.runs import load_run
+    from gluon_fcn.app.loading import load_run
     run = str(tmp_path / 'run')
     shutil.copytree(tiny_run, run)
     path = os.path.join(run, 'config.json')

@@ -17,7 +17,7 @@ from mxnet import np
 
 from cli_output import without_synthetic_note
 from gluon_fcn import threads
-from gluon_fcn.app import choices, runs
+from gluon_fcn.app import choices, loading
 from gluon_fcn.app.cli import main
 from gluon_fcn.app.exporting import export_net
 from gluon_fcn.core.checkpoint import load_legacy, save_legacy
@@ -30,7 +30,7 @@ from gluon_fcn.errors import FCNError
 from gluon_fcn.fast import (InferenceFCN, PrecisionNote, auto, cpu,
                             layer_precisions, optimize_for_inference,
                             precision)
-from gluon_fcn.fast.export import load_mxnet
+from gluon_fcn.fast.portable import load_mxnet
 
 # pixels whose class may change against float32 on the run below: 0.3%
 # (bf16) and 0.6% (int8) were measured (Xeon with AMX); the issue's floor
@@ -167,7 +167,7 @@ def test_reduced_precision_agrees_with_fp32_on_a_trained_run(
     assert against['changed_pixels'] <= BOUND[name]
     assert abs(against['pixel_acc_delta']) <= BOUND[name]
     assert abs(against['mean_iou_delta']) <= 0.05
-    net, _ = runs.load_run(run, precision=name)
+    net, _ = loading.load_run(run, precision=name)
     layers = layer_precisions(net)
     assert len(layers) == 22  # resnet18's 20, the score conv, the head
     assert {p for _, p in layers[:-1]} <= REDUCED[name]
@@ -193,15 +193,15 @@ def test_int8_is_calibrated_once_and_kept_beside_the_run(run, monkeypatch):
     units_or_skip('int8')
     X = zeros((2, 3, 64, 96))
     X[:] = np.random.uniform(-2, 2, size=X.shape)
-    first = runs.load_run(run, precision='int8')[0](X).asnumpy()
+    first = loading.load_run(run, precision='int8')[0](X).asnumpy()
     files = sorted(os.listdir(os.path.join(run, 'int8')))
     assert [f.split('-', 2)[-1] for f in files] == ['0000.params',
                                                      'symbol.json']
 
     def no_data(config):
         raise AssertionError('calibrated again')
-    monkeypatch.setattr(runs, 'calibration_images', no_data)
-    again = runs.load_run(run, precision='int8')[0](X).asnumpy()
+    monkeypatch.setattr(loading, 'calibration_images', no_data)
+    again = loading.load_run(run, precision='int8')[0](X).asnumpy()
     assert onp.array_equal(first, again)
 
 
@@ -215,7 +215,7 @@ def test_int8_is_calibrated_again_once_fcn_params_change(run, tmp_path,
     shutil.copytree(run, copy)
     X = zeros((2, 3, 64, 96))
     X[:] = np.random.uniform(-2, 2, size=X.shape)
-    first = runs.load_run(copy, precision='int8')[0](X).asnumpy()
+    first = loading.load_run(copy, precision='int8')[0](X).asnumpy()
     old = set(os.listdir(os.path.join(copy, 'int8')))
     params = os.path.join(copy, 'fcn.params')
     arrays = load_legacy(params)
@@ -224,11 +224,11 @@ def test_int8_is_calibrated_again_once_fcn_params_change(run, tmp_path,
     save_legacy(params, {k: -v if k.startswith(f'{last}.') else v
                          for k, v in arrays.items()})
     calibrated = []
-    images = runs.calibration_images
-    monkeypatch.setattr(runs, 'calibration_images',
+    images = loading.calibration_images
+    monkeypatch.setattr(loading, 'calibration_images',
                         lambda config: calibrated.append(1) or
                         images(config))
-    again = runs.load_run(copy, precision='int8')[0](X).asnumpy()
+    again = loading.load_run(copy, precision='int8')[0](X).asnumpy()
     new = set(os.listdir(os.path.join(copy, 'int8')))
     assert calibrated == [1] and len(new) == 2 and not new & old
     onp.testing.assert_allclose(again, -first, rtol=1e-5, atol=1e-5)
@@ -554,7 +554,7 @@ def test_auto_is_measured_once_per_run_and_cpu_and_kept_beside_it(
     monkeypatch.setattr(auto, 'images_per_second', fixed_rates(rates))
     monkeypatch.setattr(choices, 'cpu_model', lambda: 'Other CPU')
     monkeypatch.setattr(auto, 'AGREEMENT', 1.01)
-    assert runs.load_run(run, precision='auto')[0].precision == 'fp32'
+    assert loading.load_run(run, precision='auto')[0].precision == 'fp32'
     saved = json.load(open(kept))
     assert {k: v['choice']['precision'] for k, v in saved.items()} == \
         {cpu.cpu_model(): 'int8', 'Other CPU': 'fp32'}

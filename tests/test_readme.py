@@ -130,7 +130,7 @@ def test_a_run_stopped_before_its_first_checkpoint_is_as_readme_says(
         synth_voc, tmp_path, monkeypatch):
     """Stopped while the data is checked: no folder; stopped after, before
     the first checkpoint: the files the README names, and no others."""
-    from gluon_fcn.app import runs
+    from gluon_fcn.app import fit
     from gluon_fcn.app.cli import main
     text = words(readme())
     assert 'stopped while its data is made or checked' in text and \
@@ -145,10 +145,10 @@ def test_a_run_stopped_before_its_first_checkpoint_is_as_readme_says(
     argv = ['train', '--data', synth_voc, '--out', str(out), '--crop',
             '64,64', '--batch-size', '2', '--epochs', '1']
     with monkeypatch.context() as m:
-        m.setattr(runs, 'check_dataset', stop)
+        m.setattr(fit, 'check_dataset', stop)
         assert main(argv) == 130
     assert not out.exists()
-    monkeypatch.setattr(runs, 'build_net', stop)
+    monkeypatch.setattr(fit, 'build_net', stop)
     assert main(argv) == 130
     assert set(os.listdir(out)) == kept == {'config.json', 'checkpoints'}
     assert os.listdir(out / 'checkpoints') == []

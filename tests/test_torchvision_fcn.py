@@ -285,7 +285,7 @@ def test_export_reproduces_the_logits(reference, torch, tmp_path, capsys):
     """`export --format mxnet` writes files whose graph gives
     torchvision's logits; ONNX is refused in one line (MXNet's exporter
     writes align_corners=True resizes only)."""
-    from gluon_fcn.fast.export import load_mxnet
+    from gluon_fcn.fast.portable import load_mxnet
     model, path = reference
     prefix = str(tmp_path / 'tv')
     assert main(['export', '--model', 'torchvision:fcn_resnet50',

@@ -6,7 +6,7 @@ from mxnet import autograd, gluon, np
 
 from gluon_fcn.core.model import build_fcn
 from gluon_fcn.core.training import (PixelSoftmaxCELoss, fit_epochs,
-                                     format_summary, make_loss,
+                                     format_summary, make_chapter_loss,
                                      seed_everything)
 from gluon_fcn.d2l import (VOCSegDataset, evaluate_accuracy_gpus,
                            split_batch, train_batch_ch13, train_ch13)
@@ -180,7 +180,7 @@ def test_ignore_label_loss():
     pred = np.array(rng.normal(size=(2, 4, 5, 6)))
     y = np.array(rng.integers(0, 4, (2, 5, 6)), dtype='float32')
     chapter = gluon.loss.SoftmaxCrossEntropyLoss(axis=1)
-    voc = make_loss('voc')
+    voc = make_chapter_loss('voc')
     # no void pixel: the chapter's loss
     onp.testing.assert_allclose(voc(pred, y).asnumpy(),
                                 chapter(pred, y).asnumpy(), rtol=1e-6)
@@ -193,15 +193,15 @@ def test_ignore_label_loss():
 
 
 def test_pixel_loss_is_the_chapter_loss_values_and_gradients():
-    """make_loss('d2l') computes Gluon's SoftmaxCrossEntropyLoss(axis=1)
+    """make_chapter_loss('d2l') computes Gluon's SoftmaxCrossEntropyLoss(axis=1)
     channels-last: the same values and gradients to float32 rounding."""
-    assert isinstance(make_loss('d2l'), PixelSoftmaxCELoss)
+    assert isinstance(make_chapter_loss('d2l'), PixelSoftmaxCELoss)
     rng = onp.random.default_rng(1)
     y = np.array(rng.integers(0, 5, (3, 7, 9)), dtype='float32')
     logits = rng.normal(size=(3, 5, 7, 9))
     results = []
     for loss in (gluon.loss.SoftmaxCrossEntropyLoss(axis=1),
-                 make_loss('d2l')):
+                 make_chapter_loss('d2l')):
         pred = np.array(logits, dtype='float32')
         pred.attach_grad()
         with autograd.record():
@@ -230,7 +230,8 @@ def test_importing_the_package_leaves_matplotlib_s_backend_alone():
     import sys
     code = ('import matplotlib\n'
             "matplotlib.use('svg')\n"
-            'import gluon_fcn.app.figures, gluon_fcn.app.runs\n'
+            'import gluon_fcn.app.figures, gluon_fcn.app.fit\n'
+            'import gluon_fcn.app.loading\n'
             'import gluon_fcn.d2l, gluon_fcn.core.predict\n'
             'print(matplotlib.get_backend())\n')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True,

@@ -314,7 +314,7 @@ def flags(parser):
 
 def one_device(spec):
     """--device names one device (checked before a net loads)."""
-    from .runs import parse_device
+    from .devices import parse_device
     return parse_device(spec)
 
 
@@ -355,7 +355,7 @@ def cmd_synth(args):
 
 
 def cmd_train(args):
-    from .runs import fit
+    from .fit import fit
     config = train_config(args)
     with interrupts.explained_stops(config, args.argv), precision_notes():
         metrics = fit(config, resume=args.resume, overwrite=args.overwrite)
@@ -485,7 +485,7 @@ COMMANDS = {'synth': cmd_synth, 'train': cmd_train,
 
 
 @contextlib.contextmanager
-def numpy_mode():
+def numpy_semantics():
     """MXNet's NumPy array and shape semantics, for this command only."""
     from mxnet import util
     with util.np_shape(True), util.np_array(True):
@@ -508,7 +508,7 @@ def main(argv=None):
         return fail(e)
     args.argv = argv
     try:
-        with numpy_mode(), interrupts.signals_interrupt():
+        with numpy_semantics(), interrupts.signals_interrupt():
             return COMMANDS[args.command](args)
     except FCNError as e:
         if args.debug:

@@ -12,7 +12,7 @@ from ..compare.verdict import ORDER, step_gaps, verdict
 from ..core.files import save_json
 from ..core.labels import resolve_classes
 from . import figures
-from .runs import data_folder
+from .fit import data_folder
 
 DEFAULT_ENGINE = 'ThreadedEnginePerDevice'  # MXNet's, unless told
 DISTANCE = 'loss distance from Gluon'

@@ -12,10 +12,10 @@ from ..core.labels import Legend
 from ..core.torchvision_fcn import PREFIX
 from ..core.zoo import load_pretrained
 from ..errors import FCNError
-from ..fast.export import (OnnxNet, export_int8, export_mxnet, export_onnx,
+from ..fast.portable import (OnnxNet, export_int8, export_mxnet, export_onnx,
                            load_mxnet, max_relative_error)
 from .inference import precision_line, print_choice
-from .runs import load_run, read_run
+from .loading import load_run, read_run
 
 # what exports: MXNet 1.9.1 writes AMP's bf16 graph without the casts it
 # runs with, and the file does not load back

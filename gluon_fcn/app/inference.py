@@ -15,17 +15,19 @@ from ..core.evaluate import evaluate_images
 from ..core.files import check_readable, save_json
 from ..core.labels import Legend, resolve_classes, save_label_png
 from ..core.predict import predict_sliding
-from ..core.training import evaluate, seed_everything
+from ..core.training import evaluate_crops, seed_everything
 from ..core.zoo import load_pretrained
 from ..errors import FCNError
 from ..fast.cpu import cpu_path
-from ..fast.export import OnnxNet
+from ..fast.portable import OnnxNet
 from ..fast.native import cpu_model
 from . import figures
 from .checks import check_evaluated, read_checked_image
 from .choices import choice_path
 from .config import TrainConfig
-from .runs import data_folder, load_run, parse_devices
+from .devices import parse_devices
+from .fit import data_folder
+from .loading import load_run
 from .trained_on import synthetic_note
 
 
@@ -245,7 +247,7 @@ def crop_accuracy(net, config, voc_dir, split, batch_size, seed, json_path,
                          config.labels, index_labels)
     data_iter = gluon.data.DataLoader(dataset, batch_size or
                                       config.batch_size)
-    acc = evaluate(net, data_iter)[0]
+    acc = evaluate_crops(net, data_iter)[0]
     result = {'accuracy': acc, 'split': split, 'images': len(dataset),
                 'crop': list(config.crop), 'data': voc_dir, 'seed': seed,
                 'labels': config.labels}

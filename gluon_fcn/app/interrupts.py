@@ -6,7 +6,7 @@ process the signal ended.
 A run stopped while its data is made or checked has no folder yet; one
 stopped after that, before its first checkpoint, keeps its folder
 (config.json and an empty checkpoints/). Either way the same command
-starts it again (`runs.unstarted_run`), as it does after a SIGKILL.
+starts it again (`run_folder.unstarted_run`), as it does after a SIGKILL.
 """
 import contextlib
 import os
@@ -69,7 +69,7 @@ def what_was_kept(config, argv, when=''):
     """What a train stopped now leaves in `config.out` and the command
     that continues it, after `when` (e.g. 'once that is fixed, '); ''
     where the folder cannot tell."""
-    from .runs import last_checkpoint
+    from .run_folder import last_checkpoint
     try:
         epoch = last_checkpoint(config.out) \
             if os.path.isdir(config.out) else None

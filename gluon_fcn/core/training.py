@@ -22,7 +22,7 @@ from .labels import IGNORE_LABEL
 from .metrics import ConfusionMatrix
 
 
-def evaluate(net, data_iter, split_f=split_batch):
+def evaluate_crops(net, data_iter, split_f=split_batch):
     """d2l's pixel accuracy (`evaluate_accuracy_gpus`) and the confusion
     matrix of `net` on `data_iter`, in one pass over the devices `net` is
     on: (accuracy, ConfusionMatrix)."""
@@ -67,7 +67,7 @@ class PixelSoftmaxCELoss(gluon.loss.Loss):
         return nll.sum(axis=(1, 2)) / maximum(valid.sum(axis=(1, 2)), 1)
 
 
-def make_loss(labels='d2l', loss_class=PixelSoftmaxCELoss):
+def make_chapter_loss(labels='d2l', loss_class=PixelSoftmaxCELoss):
     """The chapter's loss, or one ignoring VOC's void 255 ('voc')."""
     return loss_class(IGNORE_LABEL if labels == 'voc' else None)
 
@@ -136,7 +136,7 @@ def fit_epochs(net, train_iter, test_iter, loss, trainer, num_epochs,
                 history.points.append(
                     (epoch + (i + 1) / num_batches, metric[0] / metric[2],
                      metric[1] / metric[3], None))
-        test_acc, confusion = evaluate(net, test_iter, split_f)
+        test_acc, confusion = evaluate_crops(net, test_iter, split_f)
         miou = confusion.compute()['mean_iou']
         history.points.append((epoch + 1, None, None, test_acc))
         record = {'epoch': epoch + 1, 'loss': metric[0] / metric[2],

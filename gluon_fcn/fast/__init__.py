@@ -8,9 +8,11 @@ with all of them, for lessons and experiments.
 """
 from .auto import Choice
 from .cpu import precision_units
-from .inference import accelerate, optimize_for_inference
-from .loss import FusedPixelSoftmaxCELoss, fused_pixel_nll, make_loss
+from .inference import optimize_for_inference
+from .loss import (FusedPixelSoftmaxCELoss, fused_pixel_nll,
+                   make_fused_loss)
 from .mixed import use_bf16_convolutions
 from .precision import (PRECISIONS, InferenceFCN, PrecisionNote,
                         layer_precisions)
 from .train import train_fcn
+from .upsample import accelerate

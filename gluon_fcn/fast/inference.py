@@ -1,19 +1,9 @@
-"""The chapter's net made fast on a CPU, for training and for inference.
+"""The chapter's net made fast on a CPU for inference: fused by oneDNN,
+in a precision (`optimize_for_inference`).
 """
 from .auto import choose_precision
 from .precision import inference_net, upsampler_index, usable_precision
-from .upsample import use_quadrant_split
-
-
-def accelerate(net):
-    """Compute `net` (from `build_fcn`) faster on a CPU, in place: its
-    transposed convolutions through the quadrant split, with the same
-    parameters, outputs and gradients (`gluon_fcn.fast.upsample`). It
-    compiles the native operators on first use; where they cannot run (no
-    compiler, a GPU) the net is left as it is. Call it before
-    `hybridize`. Returns `net`."""
-    use_quadrant_split(net)
-    return net
+from .upsample import accelerate
 
 
 def optimize_for_inference(net, X, quadrants=True, precision='fp32',

@@ -9,7 +9,7 @@ import mxnet as mx
 
 from ..core.arrays import as_legacy, like
 from ..core.training import PixelSoftmaxCELoss
-from ..core.training import make_loss as make_chapter_loss
+from ..core.training import make_chapter_loss
 from . import native
 
 
@@ -49,6 +49,6 @@ class FusedPixelSoftmaxCELoss(PixelSoftmaxCELoss):
         return super().forward(pred, label)
 
 
-def make_loss(labels='d2l'):
-    """The chapter's loss (`core.training.make_loss`), fused."""
+def make_fused_loss(labels='d2l'):
+    """The chapter's loss (`core.training.make_chapter_loss`), fused."""
     return make_chapter_loss(labels, FusedPixelSoftmaxCELoss)

@@ -7,8 +7,8 @@ from mxnet import gluon
 from ..core import numeric
 from ..core.training import fit_epochs
 from ..errors import FCNError
-from .inference import accelerate
-from .loss import make_loss
+from .upsample import accelerate
+from .loss import make_fused_loss
 from .mixed import training_refusal, use_bf16_convolutions
 
 
@@ -67,6 +67,6 @@ def train_fcn(net, train_iter, test_iter, num_epochs, lr=0.1, wd=1e-3,
               if param.grad_req != 'null'}
     trainer = gluon.Trainer(params, optimizer,
                             {'learning_rate': lr, 'wd': wd})
-    return fit_epochs(net, train_iter, test_iter, make_loss(labels),
+    return fit_epochs(net, train_iter, test_iter, make_fused_loss(labels),
                       trainer, num_epochs, devices, seed=seed,
                       progress=progress, convention=labels)

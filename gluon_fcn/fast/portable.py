@@ -1,4 +1,6 @@
-"""A trained FCN taken elsewhere: MXNet's symbol files and ONNX.
+"""A trained FCN taken elsewhere: MXNet's symbol files and ONNX. It lives
+beside the fast paths because it undoes them: the exported graph holds
+MXNet's own operators only.
 
 - `export_mxnet`: `net.export` -> `PATH-symbol.json` + `PATH-0000.params`,
   which `load_mxnet` (`gluon.SymbolBlock.imports`) loads into an equal
