@@ -1,5 +1,6 @@
 """Shared fixtures: tiny, offline, seeded, CPU-only; the order the tests
 run in (`--order`)."""
+import contextlib
 import os
 import random
 import time
@@ -86,15 +87,32 @@ def pytest_collection_modifyitems(config, items):
     items[:] = [item for group in groups for item in group]
 
 
-# what a skip's reason says -> the cause `make test` counts it under
+# what a skip's reason says -> the cause `make test` counts it under;
+# each skip in the suite names one (test_skips)
 SKIP_CAUSES = (('real VOC files not found', 'no ../shared real VOC files'),
-               ("No module named 'torch'", 'no torch'),
-               ("No module named 'torchvision'", 'no torchvision'),
+               ("'torch'", 'no torch'),
+               ("'torchvision'", 'no torchvision'),
+               ('torchvision is not installed', 'no torchvision'),
                ("'onnxruntime'", 'no onnxruntime'),
                ('native operators', 'no compiler (native operators)'),
                ('has no units for', 'no bf16/VNNI units'),
-               ('root', 'not root, or root without setpriv'),
-               ('tmpfs', 'no tmpfs'))
+               ('has no bf16 units', 'no bf16/VNNI units'),
+               ('setpriv', 'not root, or root without setpriv'),
+               ('tmpfs', 'no tmpfs'),
+               ("'d2lzh'", "no d2lzh (the 1st edition's library)"),
+               ("'d2l", "no d2l (the 2nd edition's library)"),
+               ("'sklearn'", 'no scikit-learn'),
+               ("'gluoncv", 'no gluoncv'),
+               ("'cv2'", 'no OpenCV'),
+               ("'nbclient'", 'no notebook tools'),
+               ("'ipykernel'", 'no notebook tools'),
+               ("'nbconvert'", 'no notebook tools'),
+               ('no browser', 'no Chromium'),
+               ('distributed kvstore', 'no distributed kvstore in MXNet'),
+               ('AddressSanitizer', 'no AddressSanitizer runtime'),
+               ('no AVX-512', 'no AVX-512 (the generic kernels are '
+                'this CPU\'s)'),
+               ('objdump', 'no objdump (binutils)'))
 
 
 def skip_cause(reason):
@@ -124,13 +142,11 @@ VOC_MINI = os.path.join(os.path.dirname(__file__), '..', '..', 'shared',
                         'data', 'voc-mini')
 
 
-@pytest.fixture(autouse=True)
-def mxnet_mode(request):
-    """Each test runs in NumPy mode (the 2nd edition's), or in legacy mode
-    where it asks for the `legacy_mode` fixture; the mode it found is
-    restored after, so neither edition leaks into the other."""
+def in_mode(legacy):
+    """A generator that switches to legacy (or NumPy) mode, yields, then
+    restores the mode it found (`mxnet_mode`, tested in test_editions)."""
     was = mx.util.is_np_array()
-    if 'legacy_mode' in request.fixturenames:
+    if legacy:
         npx.reset_np()
     else:
         npx.set_np()
@@ -139,6 +155,14 @@ def mxnet_mode(request):
         npx.set_np()
     else:
         npx.reset_np()
+
+
+@pytest.fixture(autouse=True)
+def mxnet_mode(request):
+    """Each test runs in NumPy mode (the 2nd edition's), or in legacy mode
+    where it asks for the `legacy_mode` fixture; the mode it found is
+    restored after, so neither edition leaks into the other."""
+    yield from in_mode('legacy_mode' in request.fixturenames)
 
 
 @pytest.fixture
@@ -170,3 +194,42 @@ def synth_voc(tmp_path_factory):
     sizes = ((128, 160), (160, 192), (96, 128), (160, 224))
     return str(make_synthetic_voc(str(out), num_train=24, num_val=12,
                                   seed=0, sizes=sizes, progress=False))
+
+
+# the flags of the tiny runs: one device, small crops and batches
+TINY = ['--crop', '64,64', '--batch-size', '2', '--seed', '0',
+        '--devices', 'cpu:0']
+
+
+@contextlib.contextmanager
+def umask(mask):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.fixture(scope='session')
+def tiny_voc(tmp_path_factory):
+    """8 train and 4 val synthetic images of 64x64 and 96x80 (4 batches
+    of TINY an epoch), written under umask 022."""
+    from gluon_fcn.core.synthetic import make_synthetic_voc
+    out = str(tmp_path_factory.mktemp('tiny') / 'voc')
+    with umask(0o022):
+        return str(make_synthetic_voc(out, num_train=8, num_val=4, seed=0,
+                                      sizes=((64, 64), (96, 80)),
+                                      progress=False))
+
+
+@pytest.fixture(scope='session')
+def tiny_run(tiny_voc, tmp_path_factory):
+    """The run the tests that need any trained run share: one epoch of
+    the chapter's net on tiny_voc with TINY, written under umask 022.
+    Tests read it, or change a copy."""
+    from gluon_fcn.app.cli import main
+    out = str(tmp_path_factory.mktemp('tiny_run') / 'run')
+    with umask(0o022):
+        assert main(['train', '--data', tiny_voc, '--out', out,
+                     '--epochs', '1'] + TINY) == 0
+    return out

@@ -9,6 +9,7 @@ import re
 import numpy as onp
 import pytest
 
+from cli_output import DIFFERENCES
 from gluon_fcn.app import figures
 from gluon_fcn.app.cli import main
 from gluon_fcn.app.comparing import write_comparison
@@ -118,7 +119,7 @@ def test_matched_starts_together(matched):
     assert result['perturbation'] == float(onp.finfo('float32').eps)
     for loss in first['control_loss']:
         assert loss == pytest.approx(first['gluon_loss'], rel=1e-5)
-    assert len(result['differences']) == 10
+    assert {d['aspect'] for d in result['differences']} == DIFFERENCES
 
 
 def test_matched_verdict_says_what_the_gaps_show(matched):
@@ -151,13 +152,18 @@ def test_matched_report_shows_what_ran(matched):
                              '4 random 64x96 crops, seed 0')
     assert ran[1] == ('  MXNet Gluon: resnet18_v1, SGD lr 0.1, wd 0.001, '
                       'gradient of the batch mean')
-    assert ran[2].startswith('  PyTorch:     resnet18_v1, SGD lr '
-                             '0.1000000015, wd 0.001000000047')
+    # PyTorch takes lr and wd as MXNet's SGD holds them: float32
+    torch_ran = re.match(r'  PyTorch:     resnet18_v1, SGD lr (\S+), wd '
+                         r'(\S+),', ran[2])
+    for printed, value in zip(torch_ran.groups(), (0.1, 1e-3)):
+        assert float(printed) != value
+        assert float(printed) == pytest.approx(float(onp.float32(value)),
+                                               rel=1e-9)
     assert 'resnet18_v2' not in '\n'.join(ran)
     assert 'loss: cross-entropy a pixel' in out
     aspects = [l for l in out.splitlines()
                if l and not l.startswith(' ') and l.endswith(']')]
-    assert len(aspects) == 10
+    assert {l.split(':')[0] for l in aspects} == DIFFERENCES
     assert all(any(f'[{word}' in l for word in
                    ('neutralised', 'remains', 'the same'))
                for l in aspects)

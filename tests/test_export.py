@@ -6,10 +6,11 @@ import numpy as onp
 import pytest
 from PIL import Image
 
+from cli_output import fails
+from conftest import TINY
 from gluon_fcn.app.cli import main
 from gluon_fcn.app.loading import read_run
 from gluon_fcn.core.arrays import array
-from gluon_fcn.core.synthetic import make_synthetic_voc
 from gluon_fcn.fast.portable import OnnxNet, load_mxnet, max_relative_error
 from gluon_fcn.fast.native import cpu_model
 from gluon_fcn.fast.upsample import QuadrantConv2DTranspose, find_layers
@@ -18,21 +19,16 @@ pytest.importorskip('onnxruntime')
 SHAPE, OTHER = (64, 64), (2, 96, 128)  # export size; (B, H, W) beside
 
 
-@pytest.fixture(scope='module')
-def tiny_voc(tmp_path_factory):
-    return str(make_synthetic_voc(
-        str(tmp_path_factory.mktemp('tiny')), num_train=8, num_val=4,
-        seed=0, sizes=((64, 96), (96, 80)), progress=False))
-
-
 @pytest.fixture(scope='module', params=['32s', '8s'])
-def run(request, tiny_voc, tmp_path_factory):
+def run(request, tiny_run, tiny_voc, tmp_path_factory):
     """A run trained a few steps, its transposed convolutions computed by
-    the native operators, as `train` does by default."""
+    the native operators, as `train` does by default: the session's tiny
+    run for the chapter's head."""
+    if request.param == '32s':
+        return tiny_run
     out = str(tmp_path_factory.mktemp(f'run{request.param}') / 'run')
     assert main(['train', '--data', tiny_voc, '--out', out, '--epochs', '1',
-                 '--crop', '64,64', '--batch-size', '4', '--seed', '0',
-                 '--head', request.param]) == 0
+                 '--head', request.param] + TINY) == 0
     return out
 
 
@@ -107,13 +103,6 @@ def test_predict_onnx_writes_the_run_s_masks(run, onnx_dynamic, tiny_voc,
                  for f in ('run', 'onnx')]
         assert masks[0].shape == Image.open(path).size[::-1]
         assert (masks[0] == masks[1]).all()
-
-
-def fails(args, capsys):
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith('gluon-fcn: error')
-    return err
 
 
 def test_predict_onnx_of_a_file_that_is_not_onnx(tiny_voc, tmp_path,

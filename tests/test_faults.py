@@ -27,30 +27,19 @@ import mxnet as mx
 import numpy as onp
 import pytest
 
-from cli_output import without_synthetic_note
+from cli_output import fails, one_line
+from conftest import TINY, umask
 from gluon_fcn import d2l as book
 from gluon_fcn.app import figures
 from gluon_fcn.app.cli import main
 from gluon_fcn.core import files
 from gluon_fcn.core.checkpoint import load_legacy, save_legacy
 from gluon_fcn.core.labels import save_label_png
-from gluon_fcn.core.synthetic import make_synthetic_voc
 from gluon_fcn.d2l.download import file_sha1
 from gluon_fcn.errors import WriteError
 from test_data import http_dir, make_voc_tar  # noqa: F401
 
-TINY = ['--crop', '64,64', '--batch-size', '2', '--seed', '0',
-        '--devices', 'cpu:0']
 CHECKPOINT = ('devices', 'json', 'params', 'states')
-
-
-@contextlib.contextmanager
-def umask(mask):
-    old = os.umask(mask)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def modes(folder, folders=False):
@@ -69,43 +58,10 @@ def temporaries(folder):
     return [p for p in modes(folder) if '.tmp' in os.path.basename(p)]
 
 
-@pytest.fixture(scope='module')
-def tiny_voc(tmp_path_factory):
-    """8 train and 2 val images of 64x64 and 64x96: 4 batches an epoch."""
-    out = str(tmp_path_factory.mktemp('tiny') / 'voc')
-    with umask(0o022):
-        return make_synthetic_voc(out, num_train=8, num_val=2, seed=0,
-                                  sizes=((64, 64), (64, 96)),
-                                  progress=False)
-
-
-@pytest.fixture(scope='module')
-def run(tiny_voc, tmp_path_factory):
-    """A run of one epoch written under umask 022."""
-    out = str(tmp_path_factory.mktemp('runs') / 'run')
-    with umask(0o022):
-        assert main(['train', '--data', tiny_voc, '--out', out,
-                     '--epochs', '1'] + TINY) == 0
-    return out
-
-
-def fails(args, capsys):
-    """Run the CLI; it must exit 2 with one line on stderr besides the
-    progress bars (no traceback): return its message."""
-    capsys.readouterr()
-    assert main(args) == 2
-    lines = one_line(capsys.readouterr().err)
-    assert len(lines) == 1 and lines[0].startswith('gluon-fcn: error: '), \
-        lines
-    return lines[0][len('gluon-fcn: error: '):]
-
-
-def one_line(err):
-    """The lines of stderr besides progress bars and the note that a run
-    was trained on synthetic data (test_cli checks that one)."""
-    return without_synthetic_note(
-        [line.strip() for line in re.split('[\r\n]', err)
-         if line.strip() and not re.match(r'[\w /]+:\s+\d+%', line)])
+@pytest.fixture
+def run(tiny_run):
+    """The session's tiny run (conftest), written under umask 022."""
+    return tiny_run
 
 
 def train_args(data, out, epochs):

@@ -1,6 +1,7 @@
 """The native operators (gluon_fcn/fast/csrc) and the fast model they make,
 against MXNet's own operators and the chapter's layers (issue 5)."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -200,3 +201,112 @@ def test_fast_path_in_legacy_mode_gives_legacy_arrays_and_same_numbers(
     assert onp.abs(o2 - o1).max() <= 1e-5 * onp.abs(o1).max()
     onp.testing.assert_allclose(l2, l1, rtol=1e-5)
     assert onp.abs(g2 - g1).max() <= 2e-4 * onp.abs(g1).max()
+
+
+# the fast path's numbers in a child process, saved to OUT (.npz): the
+# upsampler's output and gradients at each stride with an AVX-512 kernel
+# and one without, the loss and its gradient, a whole net's output
+NUMBERS = '''
+import os, sys
+import numpy as onp
+from mxnet import autograd, np, npx
+from gluon_fcn.core.model import build_fcn
+from gluon_fcn.fast import accelerate, make_fused_loss, native
+npx.set_np()
+rng = onp.random.default_rng(0)
+got = {'loaded': onp.array(native.load())}
+def grads(layer, X, head):
+    X = np.array(X, dtype='float32')
+    X.attach_grad()
+    with autograd.record():
+        out = layer(X)
+    out.backward(np.array(head, dtype='float32'))
+    return [out, X.grad] + [p.grad() for p in
+                            layer.collect_params().values()
+                            if p.grad_req != 'null']
+for stride in (2, 16, 32, 64):
+    from mxnet.gluon import nn
+    layer = nn.Conv2DTranspose(4, 2 * stride, stride, stride // 2,
+                               in_channels=4)
+    layer.initialize()
+    layer.weight.set_data(np.array(rng.normal(size=layer.weight.shape)))
+    layer.bias.set_data(np.array(rng.normal(size=4)))
+    net = nn.HybridSequential()
+    net.add(layer)
+    net = accelerate(net)
+    X = rng.normal(size=(2, 4, 3, 5))
+    head = rng.normal(size=(2, 4, 3 * stride, 5 * stride))
+    for i, a in enumerate(grads(net, X, head)):
+        got[f'up{stride}_{i}'] = a.asnumpy()
+net = accelerate(build_fcn(5))
+net.initialize(force_reinit=True)
+X = np.array(rng.normal(size=(2, 3, 64, 96)), dtype='float32')
+y = np.array(rng.integers(0, 5, (2, 64, 96)), dtype='float32')
+X.attach_grad()
+with autograd.record():
+    out = net(X)
+    loss = make_fused_loss('d2l')(out, y)
+loss.backward()
+got.update(type=onp.array(type(net[-1]).__name__), out=out.asnumpy(),
+           loss=loss.asnumpy(), dX=X.grad.asnumpy())
+onp.savez(os.environ['OUT'], **got)
+'''
+
+
+def numbers(tmp_path, name, **env):
+    """What NUMBERS computes in a child process with `env` set, seeded
+    (MXNet's initializers too: MXNET_SEED)."""
+    out = str(tmp_path / f'{name}.npz')
+    proc = python(NUMBERS, OUT=out, MXNET_SEED='0', **env)
+    assert proc.returncode == 0, proc.stderr
+    return dict(onp.load(out))
+
+
+def assert_same_numbers(got, expected, rtol):
+    for key in expected:
+        if expected[key].dtype.kind == 'f':
+            scale = max(onp.abs(expected[key]).max(), 1e-30)
+            assert onp.abs(got[key] - expected[key]).max() <= rtol * scale, \
+                key
+
+
+def test_native_off_takes_mxnet_s_operators_with_the_same_numbers(
+        tmp_path):
+    """GLUON_FCN_NATIVE=0: no library loads, the chapter's layers and
+    MXNet's loss run, and the numbers are the native path's."""
+    fast = numbers(tmp_path, 'native')
+    off = numbers(tmp_path, 'off', GLUON_FCN_NATIVE='0')
+    assert fast['loaded'] and not off['loaded']
+    assert (str(fast['type']), str(off['type'])) == (
+        'QuadrantConv2DTranspose', 'Conv2DTranspose')
+    assert_same_numbers(off, fast, 2e-4)  # BatchNorm amplifies rounding
+
+
+def has_avx512_code(library):
+    """Whether the compiled library uses the 512-bit registers."""
+    code = subprocess.run(['objdump', '-d', '--no-show-raw-insn', library],
+                          capture_output=True, text=True, check=True).stdout
+    return '%zmm' in code
+
+
+def test_the_generic_kernels_give_the_avx512_kernels_numbers(tmp_path):
+    """`GLUON_FCN_CXXFLAGS=-mno-avx512f` builds the kernels other CPUs
+    run (no `__AVX512F__`) on an AVX-512 machine, in a library of its
+    own: they give the AVX-512 kernels' numbers."""
+    if 'avx512f' not in native.cpu_flags().split():
+        pytest.skip('this CPU has no AVX-512: its kernels are the generic')
+    if shutil.which('objdump') is None:
+        pytest.skip('no objdump (binutils) to tell the builds apart')
+    generic_flags = dict(GLUON_FCN_CXXFLAGS='-mno-avx512f')
+    proc = python('from gluon_fcn.fast import native; print(native.load(), '
+                  'native.library_path())', **generic_flags)
+    loaded, library = proc.stdout.split()
+    assert loaded == 'True', proc.stderr
+    assert library != native.library_path()
+    assert has_avx512_code(native.library_path())
+    assert not has_avx512_code(library)
+    avx512 = numbers(tmp_path, 'avx512')
+    generic = numbers(tmp_path, 'generic', **generic_flags)
+    assert generic['loaded'] and str(generic['type']) == \
+        'QuadrantConv2DTranspose'
+    assert_same_numbers(generic, avx512, 1e-5)

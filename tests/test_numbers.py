@@ -4,12 +4,15 @@
 FCNError before anything runs. The flags: tests/test_help.py."""
 import json
 import math
+import os
+import shutil
 
 import numpy as onp
 import pytest
 from mxnet import gluon
 
 from gluon_fcn.app.config import TrainConfig
+from gluon_fcn.core.arrays import zeros
 from gluon_fcn.core.model import build_fcn
 from gluon_fcn.core.training import fit_epochs
 from gluon_fcn.errors import FCNError
@@ -118,3 +121,36 @@ def test_train_fcn_refuses_them_before_changing_the_net(kwargs, message):
     with pytest.raises(FCNError, match=message):
         train_fcn(net, [], [], 1, **kwargs)
     assert type(net[-1]) is gluon.nn.Conv2DTranspose  # not accelerated
+
+
+# the fields of the first config.json (the first TrainConfig, Nov 2026)
+FIRST_CONFIG = ('data', 'out', 'epochs', 'batch_size', 'crop', 'lr', 'wd',
+                'devices', 'pretrained', 'model_root', 'backbone',
+                'classes', 'seed', 'num_workers', 'hybridize', 'data_dir',
+                'synth_train', 'synth_val')
+
+
+def test_a_run_config_from_the_first_version_loads(tiny_run, tmp_path):
+    """A run folder whose config.json has only the first version's keys,
+    and one key this version does not know: the newer fields take their
+    defaults, the unknown key is ignored, and the run predicts as
+    before."""
+    from gluon_fcn.app.loading import load_run
+    run = str(tmp_path / 'run')
+    shutil.copytree(tiny_run, run)
+    path = os.path.join(run, 'config.json')
+    with open(path) as f:
+        now = json.load(f)
+    old = {k: now[k] for k in FIRST_CONFIG}
+    with open(path, 'w') as f:
+        json.dump(dict(old, lr_schedule='none'), f)
+    config = TrainConfig.from_json(path)
+    assert not hasattr(config, 'lr_schedule')
+    defaults = TrainConfig()
+    for name, value in config.to_dict().items():
+        assert value == old.get(name, defaults.to_dict()[name]), name
+    assert config.crop == (64, 64)  # a tuple again, as the flag gives
+    X = zeros((1, 3, 64, 96))
+    X[:] = onp.random.RandomState(0).uniform(-2, 2, X.shape)
+    onp.testing.assert_array_equal(load_run(run)[0](X).asnumpy(),
+                                   load_run(tiny_run)[0](X).asnumpy())

@@ -6,7 +6,7 @@ from mxnet import autograd, np
 from mxnet.gluon import nn
 
 from gluon_fcn.core.model import build_fcn
-from gluon_fcn.fast import accelerate, optimize_for_inference
+from gluon_fcn.fast import accelerate, native, optimize_for_inference
 from gluon_fcn.threads import default_omp_threads, physical_cores
 from gluon_fcn.fast.upsample import (QuadrantConv2DTranspose,
                                      is_quadrant_split, use_quadrant_split)
@@ -61,6 +61,35 @@ def test_quadrant_split_equals_the_transposed_convolution(
         layer.hybridize()
     got = forward_backward(layer, X)
     for name, g, e in zip(('output', 'x', 'weight', 'bias'), got, expected):
+        assert g.shape == e.shape, name
+        assert onp.abs(g - e).max() <= 1e-5 * onp.abs(e).max(), name
+
+
+@pytest.mark.parametrize('kernel,stride,pad,grad_req', [
+    (2, 1, 0, 'write'), (6, 3, 1, 'write'), (10, 5, 4, 'write'),
+    (8, 4, 1, 'add')])
+def test_the_gemm_path_equals_the_transposed_convolution(
+        kernel, stride, pad, grad_req, monkeypatch):
+    """Strides `fcn_upsample` has no kernel for, and gradients added to
+    (grad_req 'add'), take the GEMM and `fcn_blocks_to_image`: output
+    and gradients (input, weight, bias) against MXNet's own operator."""
+    if not native.load():
+        pytest.skip('the native operators do not build here')
+    gemm = []
+    plain = QuadrantConv2DTranspose.gemm_forward
+    monkeypatch.setattr(QuadrantConv2DTranspose, 'gemm_forward',
+                        lambda *a: gemm.append(1) or plain(*a))
+    X = np.array(onp.random.RandomState(1).randn(2, 3, 7, 9),
+                 dtype='float32')
+    results = []
+    for split in (False, True):
+        layer = transposed_conv(3, kernel, stride, pad)
+        layer.collect_params().setattr('grad_req', grad_req)
+        if split:
+            layer = QuadrantConv2DTranspose.from_layer(layer)
+        results.append(forward_backward(layer, X))
+    assert gemm == [1]
+    for name, g, e in zip(('output', 'x', 'weight', 'bias'), *results[::-1]):
         assert g.shape == e.shape, name
         assert onp.abs(g - e).max() <= 1e-5 * onp.abs(e).max(), name
 

@@ -19,31 +19,14 @@ import numpy as onp
 import pytest
 from PIL import Image
 
-from cli_output import without_synthetic_note
+from cli_output import fails, without_synthetic_note
+from conftest import TINY
 from gluon_fcn import d2l as book
-from gluon_fcn.core import dataset
 from gluon_fcn.app.cli import main
+from gluon_fcn.core import dataset
 from gluon_fcn.errors import FCNError
 from gluon_fcn.core.files import remove_temporaries
 from test_data import http_dir, make_voc_tar, serve  # noqa: F401
-
-TINY = ['--crop', '64,64', '--batch-size', '2', '--seed', '0',
-        '--devices', 'cpu:0']
-
-
-def fails(args, capsys):
-    """Run the CLI; it must exit 2 with one line on stderr besides the
-    progress bars and the note that a run was trained on synthetic data
-    (test_cli checks that one), no traceback: return its message."""
-    capsys.readouterr()
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    lines = without_synthetic_note(
-        [line.strip() for line in re.split('[\r\n]', err)
-         if line.strip() and not re.match(r'epoch \d+/\d+:', line)])
-    assert len(lines) == 1 and lines[0].startswith('gluon-fcn: error: '), err
-    return lines[0][len('gluon-fcn: error: '):]
-
 
 @pytest.fixture
 def lenient_pil():

@@ -5,6 +5,7 @@ import numpy as onp
 import pytest
 from mxnet import gluon, np
 
+from cli_output import DIFFERENCES
 from gluon_fcn.errors import FCNError
 from gluon_fcn.core.dataset import SegDataset
 from gluon_fcn.core.model import build_fcn
@@ -202,12 +203,7 @@ def test_differences_are_measured(synth_voc):
     """
     rows = D.differences(synth_voc, batch_size=4)
     values = {r['aspect']: r['values'] for r in rows}
-    assert set(values) == {
-        'backbone', 'loss reduction', 'learning rate',
-        'weight decay placement', 'BatchNorm momentum',
-        '1x1 conv initialisation', 'input normalisation',
-        'transposed conv initialisation', 'optimiser precision',
-        'arithmetic'}
+    assert set(values) == DIFFERENCES
     eps32 = float(onp.finfo('float32').eps)
     reduction = values['loss reduction']
     assert reduction['batch_size'] == 4

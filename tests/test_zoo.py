@@ -9,6 +9,7 @@ import numpy as onp
 import pytest
 from PIL import Image
 
+from cli_output import fails
 from gluon_fcn.app.cli import main
 from gluon_fcn.app.figures import blend
 from gluon_fcn.core.arrays import array, zeros
@@ -64,14 +65,6 @@ def photo(tmp_path):
     path = tmp_path / 'photo.png'
     Image.new('RGB', (50, 40), (90, 120, 30)).save(path)
     return str(path)
-
-
-def fails(args, capsys):
-    """Run the CLI expecting exit 2 and one line on stderr; return it."""
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith('gluon-fcn: error')
-    return err
 
 
 def test_predict_lists_classes_and_writes_masks_the_image_size(
