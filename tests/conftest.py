@@ -112,7 +112,8 @@ SKIP_CAUSES = (('real VOC files not found', 'no ../shared real VOC files'),
                ('AddressSanitizer', 'no AddressSanitizer runtime'),
                ('no AVX-512', 'no AVX-512 (the generic kernels are '
                 'this CPU\'s)'),
-               ('objdump', 'no objdump (binutils)'))
+               ('objdump', 'no objdump (binutils)'),
+               ('no oneDNN', 'an MXNet without oneDNN (MKLDNN)'))
 
 
 def skip_cause(reason):

@@ -421,11 +421,22 @@ def last_line(err):
     return [line for line in re.split('[\r\n]', err) if line.strip()][-1]
 
 
+@pytest.fixture(scope='module')
+def long_epoch_voc(tmp_path_factory):
+    """48 training images of 64x64: an epoch of 24 batches, so a signal
+    sent once the first batch shows lands well before the epoch ends
+    (`tiny_voc`'s 4 batches could end, checkpoint included, first)."""
+    from gluon_fcn.core.synthetic import make_synthetic_voc
+    out = str(tmp_path_factory.mktemp('long') / 'voc')
+    return str(make_synthetic_voc(out, num_train=48, num_val=4, seed=0,
+                                  sizes=((64, 64),), progress=False))
+
+
 def test_ctrl_c_before_the_first_checkpoint_then_the_same_command(
-        tiny_voc, tmp_path, monkeypatch):
+        long_epoch_voc, tmp_path, monkeypatch):
     """Choice: the folder stays (config.json, empty checkpoints/) and the
     same command starts the run again."""
-    args = train_args(tiny_voc, 'run', 1)
+    args = train_args(long_epoch_voc, 'run', 1)
     status, err = interrupt(args, r'epoch 1/1:[^\r\n]*loss=',
                             signal.SIGINT, tmp_path)
     assert status == 130

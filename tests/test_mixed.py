@@ -22,6 +22,8 @@ from gluon_fcn.fast.precision import dtype_name
 from gluon_fcn.fast.train import train_fcn
 
 INTEL_NO_AMX = 'GenuineIntel avx512f avx512bw avx512_vnni avx512_bf16'
+INTEL_AMX = INTEL_NO_AMX + ' amx_tile amx_bf16 amx_int8'
+AMD_BF16 = 'AuthenticAMD avx512f avx512bw avx512_vnni avx512_bf16'
 NO_BF16 = 'GenuineIntel avx2 fma'
 SHAPE = (2, 3, 64, 96)
 # bfloat16 keeps 8 bits of mantissa: each convolution's inputs are
@@ -274,8 +276,31 @@ def test_bf16_training_notes_where_it_is_known_slower(
                 + SMALL) == 0
     notes = [line for line in capsys.readouterr().err.splitlines()
              if line.startswith('gluon-fcn: note:')]
-    assert notes == ['gluon-fcn: note: bf16 is slower than fp32 on this '
-                     'CPU (no AMX); training in bf16 as asked']
+    assert notes == ['gluon-fcn: note: bf16 training is slower than fp32 '
+                     'on this CPU (no AMX); training in bf16 as asked']
+
+
+@pytest.mark.parametrize('flags,note', [
+    (INTEL_NO_AMX, 'bf16 training is slower than fp32 on this CPU (no '
+                   'AMX); training in bf16 as asked'),
+    (AMD_BF16, 'bf16 training is slower than fp32 on this CPU (no AMX); '
+               'training in bf16 as asked'),
+    (INTEL_AMX, None)])
+def test_bf16_training_is_slower_everywhere_but_amx(monkeypatch, flags,
+                                                    note):
+    """The AMD EPYC's AVX-512 BF16 runs bf16 inference faster than fp32,
+    and bf16 training slower (README, results log): only AMX gets no
+    note."""
+    import warnings
+    from gluon_fcn.fast.mixed import training_refusal
+    from gluon_fcn.fast.precision import PrecisionNote
+    if not cpu.onednn():
+        pytest.skip('this MXNet has no oneDNN (MKLDNN)')
+    monkeypatch.setenv(cpu.FAKE_VAR, flags)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always', PrecisionNote)
+        assert training_refusal('bf16', [mx.cpu()]) is None
+    assert [str(w.message) for w in caught] == ([note] if note else [])
 
 
 def test_bf16_training_is_refused_in_one_line_saying_why(

@@ -158,8 +158,8 @@ class TrainConfig:
                              'compiling it into a graph (slower; easier to '
                              'debug)')
     static_memory: bool = option(False, "plan the graph's memory once "
-                                 '(static_alloc): 7-12%% faster on a CPU, '
-                                 'and 0.6 GB more at batch 32 of 320x480')
+                                 '(static_alloc): faster on a CPU, and a '
+                                 'higher peak of memory (README)')
     chapter_layers: bool = option(False, "the chapter's Conv2DTranspose "
                                   'and loss instead of the fast CPU '
                                   'operators (same values, slower)')

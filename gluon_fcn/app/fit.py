@@ -138,9 +138,8 @@ def fit_locked(config, kvstore, resume=False, overwrite=False,
         print(f'training in bf16 on {fast.cpu.cpu_path("bf16")}: the '
               'convolutions in bfloat16; weights, loss and upsampler in '
               'float32')
-    if config.hybridize:  # memory planned at each step: at batch 32 of
-        # 320x480 it peaks 0.6 GB lower than static_alloc, below PyTorch's
-        # port, for 7-12% of the speed (benchmarks/README.md)
+    if config.hybridize:  # memory planned at each step: a lower peak
+        # than static_alloc's, for a little speed (README: --static-memory)
         net.hybridize(static_alloc=config.static_memory)
     loss = (make_chapter_loss if config.chapter_layers else
             fast.make_fused_loss)(

@@ -91,6 +91,19 @@ def slower_than_fp32(precision, cpu=None):
     return None
 
 
+def bf16_training_slower(cpu=None):
+    """Why bf16 mixed-precision training is known to run slower than
+    float32 on this CPU, in one phrase, or None: on every bf16 unit but
+    AMX. Measured on AVX-512 BF16, on an AMD EPYC too, where bf16
+    inference is the faster (README, results log: the benchmark's bf16
+    training row)."""
+    cpu = cpu or this_cpu()
+    if precision_units('bf16', cpu) in (None, 'AMX'):
+        return None
+    return ('bf16 training is slower than fp32 on this CPU '
+            f'({without_amx(cpu)})')
+
+
 def no_units(precision):
     """Why a CPU without units for `precision` does not run it."""
     names = ' or '.join(flag for flag, _ in UNITS[precision])

@@ -26,7 +26,7 @@ from mxnet.gluon import nn
 from ..core.arrays import as_legacy, like
 from ..core.model import score_layers
 from ..core.mxnet_internals import conv_channels, conv_settings, hybrid_flags
-from .cpu import no_units, onednn, precision_units, slower_than_fp32
+from .cpu import bf16_training_slower, no_units, onednn, precision_units
 from .precision import PrecisionNote
 from .upsample import find_layers, replace_layers
 
@@ -98,8 +98,8 @@ def use_float32_convolutions(net):
 def training_refusal(precision, devices):
     """Why this machine does not train in `precision` on `devices`, in one
     phrase, or None. Where bf16 runs but is known to be slower than
-    float32 (`cpu.slower_than_fp32`), a `PrecisionNote` says so and it
-    runs as asked."""
+    float32 (`cpu.bf16_training_slower`: without AMX), a `PrecisionNote`
+    says so and it runs as asked."""
     if precision not in TRAINING_PRECISIONS:
         return (f'unknown training precision {precision!r}; choose from '
                 f'{", ".join(TRAINING_PRECISIONS)}')
@@ -112,7 +112,7 @@ def training_refusal(precision, devices):
         return 'this MXNet has no oneDNN (MKLDNN)'
     if not precision_units('bf16'):
         return no_units('bf16')
-    slower = slower_than_fp32('bf16')
+    slower = bf16_training_slower()
     if slower:
         warnings.warn(f'{slower}; training in bf16 as asked', PrecisionNote,
                       stacklevel=2)
