@@ -17,7 +17,7 @@ from mxnet.gluon.model_zoo import model_store
 from ..d2l import download as dl
 from ..errors import FCNError, WriteError
 from ..v1 import data as v1_data
-from .files import make_folder
+from .files import discard, make_folder
 
 VOC_TAR = 'VOCtrainval_11-May-2012.tar'
 # the tar's size, where a mirror does not say; about as much again
@@ -195,8 +195,7 @@ def fetch_torch_backbone():
             raise FCNError('sha256 mismatch')
         os.replace(path + '.download', path)
     except FCNError as e:
-        with contextlib.suppress(OSError):
-            os.remove(path + '.download')
+        discard([path + '.download'])
         raise FCNError(
             f'ImageNet weights of torchvision resnet18: tried '
             f'{TORCH_BACKBONE_URL} ({reason(e)}); to work offline put '

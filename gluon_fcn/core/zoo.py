@@ -101,7 +101,8 @@ def removed_on_failure(root, stem):
         discard(path for path, existed in zip(extras, before)
                 if not existed)
         if made and os.path.isdir(root) and not os.listdir(root):
-            os.rmdir(root)
+            with contextlib.suppress(OSError):  # the failure is the news
+                os.rmdir(root)
         raise
 
 
