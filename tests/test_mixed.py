@@ -225,10 +225,20 @@ def test_float32_convolutions_undo_the_bf16_ones_exactly():
 def test_train_fcn_takes_bf16(synth_voc):
     bf16_or_skip()
     from gluon_fcn.d2l import load_data_voc
+    import warnings
+    from gluon_fcn.fast.cpu import bf16_training_slower
+    from gluon_fcn.fast.precision import PrecisionNote
     train_iter, test_iter = load_data_voc(4, (64, 96), synth_voc)
     net = build_fcn(21)
-    history = train_fcn(net, train_iter, test_iter, 1, precision='bf16',
-                        progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always', PrecisionNote)
+        history = train_fcn(net, train_iter, test_iter, 1,
+                            precision='bf16', progress=False)
+    slower = bf16_training_slower()  # everywhere but AMX
+    notes = [w for w in caught if w.category is PrecisionNote]
+    assert [str(w.message) for w in notes] == (
+        [f'{slower}; training in bf16 as asked'] if slower else [])
+    assert all(w.filename == __file__ for w in notes)  # the caller's line
     assert onp.isfinite(history.epochs[-1]['loss'])
     assert any(isinstance(b, Bf16Conv2D) for b in iter_blocks(net))
 

@@ -115,5 +115,5 @@ def training_refusal(precision, devices):
     slower = bf16_training_slower()
     if slower:
         warnings.warn(f'{slower}; training in bf16 as asked', PrecisionNote,
-                      stacklevel=2)
+                      stacklevel=3)  # the line that asked for bf16
     return None
