@@ -13,12 +13,12 @@ from mxnet import autograd, gluon, npx
 from gluon_fcn.app.cli import main
 from gluon_fcn.core.checkpoint import load_legacy
 from gluon_fcn.core.model import build_fcn, score_layers
-from gluon_fcn.core.mxnet_internals import child_blocks
 from gluon_fcn.fast import accelerate, cpu, make_fused_loss
-from gluon_fcn.fast.mixed import (BFLOAT16, Bf16Conv2D,
+from gluon_fcn.fast.mixed import (Bf16Conv2D,
                                   use_bf16_convolutions,
                                   use_float32_convolutions)
 from gluon_fcn.fast.precision import dtype_name
+from gluon_fcn.fast.upsample import find_layers
 from gluon_fcn.fast.train import train_fcn
 
 INTEL_NO_AMX = 'GenuineIntel avx512f avx512bw avx512_vnni avx512_bf16'
@@ -190,7 +190,8 @@ def test_backbone_convolutions_compute_in_bf16_scores_in_float32():
     mx.random.seed(0)
     net = build_fcn(21, head='16s')
     use_bf16_convolutions(net)
-    convs = [b for b in iter_blocks(net) if isinstance(b, Bf16Conv2D)]
+    convs = [b for _, _, b in find_layers(
+        net, lambda b: isinstance(b, Bf16Conv2D))]
     scores = score_layers(net)
     assert {id(c) for c in convs if c.float32_out} == {id(s) for s in scores}
     first = net.stage8[1]
@@ -199,12 +200,6 @@ def test_backbone_convolutions_compute_in_bf16_scores_in_float32():
     assert dtype_name(first(net.stage8[0](X)).dtype) == 'bfloat16'
     assert all(dtype_name(s(mx.np.ones((1, s.weight.shape[1], 2, 2))).dtype)
                == 'float32' for s in scores)
-
-
-def iter_blocks(block):
-    yield block
-    for child in child_blocks(block).values():
-        yield from iter_blocks(child)
 
 
 def test_float32_convolutions_undo_the_bf16_ones_exactly():
@@ -240,7 +235,7 @@ def test_train_fcn_takes_bf16(synth_voc):
         [f'{slower}; training in bf16 as asked'] if slower else [])
     assert all(w.filename == __file__ for w in notes)  # the caller's line
     assert onp.isfinite(history.epochs[-1]['loss'])
-    assert any(isinstance(b, Bf16Conv2D) for b in iter_blocks(net))
+    assert find_layers(net, lambda b: isinstance(b, Bf16Conv2D))
 
 
 SMALL = ['--crop', '96,128', '--batch-size', '4', '--seed', '0']

@@ -96,20 +96,21 @@ def fit(config, resume=False, overwrite=False, progress=True):
     MXNet mode. The folder is locked for the while (`locks`): a second
     writer is refused.
     """
-    refusal = fast.mixed.training_refusal(config.precision,
-                                          parse_devices(config.devices))
+    devices = parse_devices(config.devices)
+    refusal = fast.mixed.training_refusal(config.precision, devices)
     if refusal:
         raise FCNError(f'--precision {config.precision}: {refusal}; train '
                        'in fp32')
     kvstore = dist.create_kvstore(config.kvstore)
     rank = dist.rank_of(kvstore)[0]
     with folder_lock(config.out) if rank == 0 else contextlib.nullcontext():
-        return fit_locked(config, kvstore, resume, overwrite, progress)
+        return fit_locked(config, devices, kvstore, resume, overwrite,
+                          progress)
 
 
-def fit_locked(config, kvstore, resume=False, overwrite=False,
+def fit_locked(config, devices, kvstore, resume=False, overwrite=False,
                progress=True):
-    """`fit`, the run folder locked (by rank 0)."""
+    """`fit` on `devices`, the run folder locked (by rank 0)."""
     out = config.out
     rank, num_workers = dist.rank_of(kvstore)
     progress = progress and num_workers == 1  # no bars through the job
@@ -118,7 +119,6 @@ def fit_locked(config, kvstore, resume=False, overwrite=False,
                        f'{config.kvstore}')
     if rank == 0:
         check_run_dir(out, resume, overwrite)
-    devices = parse_devices(config.devices)
     voc_dir = data_folder(config, progress)
     record = data_record(config.data, voc_dir)
     classes, index_labels = resolve_classes(config.classes, voc_dir)

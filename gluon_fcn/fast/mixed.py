@@ -18,17 +18,16 @@ This is AMP's bf16 recipe, written as layers rather than through
 the native operators load after it, and crashed in the chapter
 upsampler's backward pass (`benchmarks/bf16_training_repro.py`).
 """
-import numpy as onp
 import warnings
 
+import numpy as onp
 from mxnet.gluon import nn
 
 from ..core.arrays import as_legacy, like
 from ..core.model import score_layers
-from ..core.mxnet_internals import conv_channels, conv_settings, hybrid_flags
 from .cpu import bf16_training_slower, no_units, onednn, precision_units
 from .precision import PrecisionNote
-from .upsample import find_layers, replace_layers
+from .upsample import find_layers, replace_layers, same_layer_as
 
 TRAINING_PRECISIONS = ('fp32', 'bf16')
 
@@ -46,32 +45,16 @@ class Bf16Conv2D(nn.Conv2D):
         self.float32_out = float32_out
 
     def hybrid_forward(self, F, x, weight, bias=None):
-        x, weight = to_bf16(F, x), to_bf16(F, weight)
-        bias = None if bias is None else to_bf16(F, bias)
+        x, weight = cast(F, x, BFLOAT16), cast(F, weight, BFLOAT16)
+        bias = None if bias is None else cast(F, bias, BFLOAT16)
         out = super().hybrid_forward(F, x, weight, bias)
-        if self.float32_out:
-            out = like(F.amp_cast(as_legacy(out), dtype='float32'), out)
-        return out
+        return cast(F, out, 'float32') if self.float32_out else out
 
 
-def to_bf16(F, x):
-    """`x` (legacy or NumPy flavour) cast to bfloat16 (no-op if it is)."""
-    return like(F.amp_cast(as_legacy(x), dtype=BFLOAT16), x)
-
-
-def conv_like(cls, layer, **kwargs):
-    """A convolution of class `cls` (`nn.Conv2D` or `Bf16Conv2D`, with
-    `kwargs`) holding `layer`'s own Parameters and settings."""
-    kw = conv_settings(layer)
-    channels, in_channels = conv_channels(layer)
-    new = cls(channels, kw['kernel'], kw['stride'], kw['pad'],
-              kw['dilate'], kw['num_group'], kw['layout'],
-              use_bias=not kw['no_bias'], in_channels=in_channels,
-              prefix=layer.prefix, params=layer.params, **kwargs)
-    new.act = layer.act
-    active, flags = hybrid_flags(layer)
-    new.hybridize(active, **flags)
-    return new
+def cast(F, x, dtype):
+    """`x` (legacy or NumPy flavour) cast to `dtype` by AMP's cast, whose
+    gradient comes back in `x`'s dtype (a no-op where `x` has `dtype`)."""
+    return like(F.amp_cast(as_legacy(x), dtype=dtype), x)
 
 
 def use_bf16_convolutions(net):
@@ -80,7 +63,7 @@ def use_bf16_convolutions(net):
     number of convolutions replaced."""
     scores = {id(layer) for layer in score_layers(net)}
     found = find_layers(net, lambda b: type(b) is nn.Conv2D)
-    replace_layers(found, lambda layer: conv_like(
+    replace_layers(found, lambda layer: same_layer_as(
         Bf16Conv2D, layer, float32_out=id(layer) in scores))
     return len(found)
 
@@ -91,7 +74,7 @@ def use_float32_convolutions(net):
     replaced."""
     found = find_layers(net, lambda b: isinstance(b, Bf16Conv2D))
     replace_layers(found,
-                   lambda layer: conv_like(nn.Conv2D, layer))
+                   lambda layer: same_layer_as(nn.Conv2D, layer))
     return len(found)
 
 

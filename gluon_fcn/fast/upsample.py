@@ -106,14 +106,17 @@ class QuadrantConv2DTranspose(nn.Conv2DTranspose):
 FUSED_STRIDES = (2, 4, 8, 16, 32, 64)  # those `fcn_upsample` computes
 
 
-def same_layer_as(cls, layer):
-    """A transposed convolution of class `cls` holding `layer`'s own
-    Parameters and settings."""
+def same_layer_as(cls, layer, **kwargs):
+    """A convolution or transposed convolution of class `cls` (with
+    `kwargs`) holding `layer`'s own Parameters and settings."""
     kw = conv_settings(layer)
     channels, in_channels = conv_channels(layer)
-    new = cls(channels, kw['kernel'], kw['stride'], kw['pad'],
-              in_channels=in_channels, prefix=layer.prefix,
-              params=layer.params)
+    new = cls(channels, kernel_size=kw['kernel'], strides=kw['stride'],
+              padding=kw['pad'], dilation=kw['dilate'],
+              groups=kw['num_group'], layout=kw['layout'],
+              use_bias=not kw['no_bias'], in_channels=in_channels,
+              prefix=layer.prefix, params=layer.params, **kwargs)
+    new.act = layer.act
     active, flags = hybrid_flags(layer)
     new.hybridize(active, **flags)
     return new
