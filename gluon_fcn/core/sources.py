@@ -76,10 +76,6 @@ def probe(url, timeout=PROBE_SECONDS):
     return (int(size) if size and size.isdigit() else None), None
 
 
-def file_sha1(path):
-    return dl.file_sha1(path)
-
-
 def fetch_voc(data_dir, urls=VOC_MIRRORS, sha1=dl.VOC_SHA1, tar=None,
               note=print):
     """The VOC2012 folder under `data_dir`, extracted once: from the tar
@@ -93,7 +89,7 @@ def fetch_voc(data_dir, urls=VOC_MIRRORS, sha1=dl.VOC_SHA1, tar=None,
     if tar is not None:
         if not os.path.isfile(tar):
             raise FCNError(f'{tar}: no such file')
-        found = file_sha1(tar)
+        found = dl.file_sha1(tar)
         if found != sha1:
             raise FCNError(f'{tar}: sha1 {found}, not {sha1}: not the '
                            'VOC2012 tar')
