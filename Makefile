@@ -47,27 +47,21 @@ demo: $(VENV)/.installed-cpu
 		"$(DEMO_RUN)/eval_iou.png, $(DEMO_RUN)/eval_best_worst.png" \
 		"and $(DEMO_RUN)/predict/"
 
-# The suite in SHARDS processes, each a contiguous part of the ordered
-# modules: MXNet keeps the memory a process has used, past 19 GB over the
-# whole suite in one process. Then the numerical tests again, a process
-# each, with oneDNN held to a lower instruction set: the kernels other
-# CPUs take (README, "Development"). ORDER=reverse or ORDER=random[:SEED]
-# reorders the suite; a random order's seed is drawn once for all parts.
+# The suite in PARTS processes, each a contiguous part of the ordered
+# modules, LANES at a time, each given its share of the cores: MXNet keeps
+# the memory a process has used, and most tests keep one core busy. Then
+# the numerical tests again, a process each, with oneDNN held to a lower
+# instruction set: the kernels other CPUs take (tests/suite.py; README,
+# "Development"). ORDER=reverse or ORDER=random[:SEED] reorders the
+# suite; a random order's seed is drawn once for all parts.
 ORDER ?= file
-SHARDS := 3
+PARTS ?= 6
+LANES ?= 2
 LOWER_ISAS := AVX2 AVX512_CORE
-RUN_ORDER = $(if $(filter random,$(ORDER)),random:$(shell date +%s | cut -c6-),$(ORDER))
 
 test: $(VENV)/.installed-test
-	@order=$(RUN_ORDER); for k in $$(seq $(SHARDS)); do \
-		echo "== part $$k of $(SHARDS) of the suite, order $$order"; \
-		$(PY) -m pytest --order $$order --shard $$k/$(SHARDS) || exit 1; \
-	done; \
-	for isa in $(LOWER_ISAS); do \
-		echo "== the numerical tests under DNNL_MAX_CPU_ISA=$$isa"; \
-		DNNL_MAX_CPU_ISA=$$isa $(PY) -m pytest -q -m numerical \
-			--order $$order || exit 1; \
-	done
+	$(PY) tests/suite.py --order $(ORDER) --parts $(PARTS) \
+		--lanes $(LANES) $(addprefix --isa ,$(LOWER_ISAS))
 
 # the lessons in JupyterLab (notebooks/, README "Lessons")
 lab: $(VENV)/.installed-notebooks

@@ -1,7 +1,9 @@
 """Shared fixtures: tiny, offline, seeded, CPU-only; the order the tests
 run in (`--order`)."""
 import contextlib
+import json
 import os
+import pathlib
 import random
 import time
 
@@ -22,6 +24,7 @@ except FCNError:
 # fixtures build NumPy-mode blocks; `mxnet_mode` switches per test
 npx.set_np()
 
+HERE = pathlib.Path(__file__).resolve().parent
 ORDERS = 'file (default), reverse (the modules last to first), random ' \
     '(modules, then the tests in each, shuffled by a seed from the clock) ' \
     'or random:SEED'
@@ -64,17 +67,53 @@ def pytest_report_header(config):
         f'--order {config.getoption("--order")})'
 
 
+# module -> the module it runs beside, in one process: they share a
+# session's costly results (each lesson runs once a session,
+# notebook_harness.run_lesson)
+SHARED_WITH = {'tests/test_lessons.py': 'tests/test_docs.py'}
+
+
+def pytest_ignore_collect(collection_path, config):
+    """With --shard K/N, only the K-th of N contiguous parts of the ordered
+    modules is collected: MXNet keeps the memory a process has used, which
+    grew past 19 GB over the whole suite in one process (README,
+    "Development"), and importing the others would only slow the part."""
+    if collection_path.resolve().parent == HERE and \
+            collection_path.match('test_*.py'):
+        return collection_path.name not in part_modules(config)
+    return None
+
+
+def part_modules(config):
+    """The file names of the modules of this --shard part (once a run)."""
+    if not hasattr(config, '_part_modules'):
+        names = sorted(p.name for p in HERE.glob('test_*.py'))
+        ids = arrange([f'tests/{name}' for name in names],
+                      config.getoption('--order'),
+                      *shard(config.getoption('--shard')))
+        config._part_modules = {os.path.basename(i) for i in ids}
+    return config._part_modules
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests of one module stay together (module fixtures are built once);
-    the modules, and the tests within each, move as --order says. With
-    --shard K/N only the K-th of N contiguous parts of the modules runs:
-    MXNet keeps the memory a process has used, which grew past 19 GB over
-    the whole suite in one process (README, "Development")."""
-    order = config.getoption('--order')
+    the modules, and the tests within each, move as --order says."""
+    by_id = {item.nodeid: item for item in items}
+    items[:] = [by_id[nodeid] for nodeid in
+                arrange(list(by_id), config.getoption('--order'))]
+
+
+def arrange(nodeids, order, k=1, n=1):
+    """The test ids of part K of N, in the order they run: the modules
+    (those of SHARED_WITH together) in groups, reordered as `order` says
+    with the tests of each module, then cut into N contiguous parts."""
     modules = {}
-    for item in items:
-        modules.setdefault(item.nodeid.split('::')[0], []).append(item)
-    groups = list(modules.values())
+    for nodeid in nodeids:
+        modules.setdefault(nodeid.split('::')[0], []).append(nodeid)
+    groups = {}  # the first module of each group -> its modules' tests
+    for module, tests in modules.items():
+        groups.setdefault(SHARED_WITH.get(module, module), []).append(tests)
+    groups = list(groups.values())
     if order == 'reverse':
         groups.reverse()
     elif order != 'file':
@@ -82,9 +121,11 @@ def pytest_collection_modifyitems(config, items):
         rng.shuffle(groups)
         for group in groups:
             rng.shuffle(group)
-    k, n = shard(config.getoption('--shard'))
+            for tests in group:
+                rng.shuffle(tests)
     groups = groups[(k - 1) * len(groups) // n:k * len(groups) // n]
-    items[:] = [item for group in groups for item in group]
+    return [nodeid for group in groups for tests in group
+            for nodeid in tests]
 
 
 # what a skip's reason says -> the cause `make test` counts it under;
@@ -137,6 +178,9 @@ def pytest_unconfigure(config):
                        sorted(counts.items(), key=lambda c: -c[1]))
     reporter.write_line(f'skipped by cause: {causes}' if counts
                         else 'skipped: none')
+    if os.environ.get('GLUON_FCN_SKIP_COUNTS'):  # for tests/suite.py
+        with open(os.environ['GLUON_FCN_SKIP_COUNTS'], 'w') as f:
+            json.dump(counts, f)
 
 
 VOC_MINI = os.path.join(os.path.dirname(__file__), '..', '..', 'shared',

@@ -2,14 +2,14 @@
 instruction set (`DNNL_MAX_CPU_ISA`), so that one machine exercises the
 kernels other CPUs take. This checks that the cap is in force: oneDNN
 names the instruction set it dispatches to when DNNL_VERBOSE is on.
+Each check sets its own cap in a child process, so it is not itself one
+of the numerical tests run again.
 """
 import os
 import subprocess
 import sys
 
 import pytest
-
-pytestmark = pytest.mark.numerical
 
 CONV = '''import mxnet as mx
 x, w = mx.nd.ones((1, 3, 8, 8)), mx.nd.ones((4, 3, 3, 3))
