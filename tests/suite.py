@@ -19,6 +19,7 @@ The last line counts the skips of the whole suite by cause.
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -45,6 +46,9 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.parts < 1 or args.lanes < 1:
         parser.error('--parts and --lanes take a number from 1 up')
+    if not re.fullmatch(r'file|reverse|random(:\d+)?', args.order):
+        parser.error(f'--order {args.order}: choose file, reverse, random '
+                     'or random:SEED')
     if args.order == 'random':  # one seed for every part
         args.order = f'random:{int(time.time()) % 100000}'
     return args

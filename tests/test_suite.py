@@ -184,7 +184,8 @@ def test_jobs_share_one_random_seed_and_reruns_are_not_counted():
             if counted] == ['1/3', '2/3', '3/3']
 
 
-@pytest.mark.parametrize('flags', [['--parts', '0'], ['--lanes', 'two']])
+@pytest.mark.parametrize('flags', [['--parts', '0'], ['--lanes', 'two'],
+                                   ['--order', 'sideways']])
 def test_a_bad_flag_is_one_line_and_exit_2(flags):
     proc = subprocess.run([sys.executable, os.path.join(HERE, 'suite.py'),
                            *flags], capture_output=True, text=True)
