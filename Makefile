@@ -47,8 +47,8 @@ demo: $(VENV)/.installed-cpu
 		"$(DEMO_RUN)/eval_iou.png, $(DEMO_RUN)/eval_best_worst.png" \
 		"and $(DEMO_RUN)/predict/"
 
-# The suite in PARTS processes, each a contiguous part of the ordered
-# modules, LANES at a time, each given its share of the cores: MXNet keeps
+# The suite in PARTS processes, each a share of the modules of about
+# equal cost, LANES at a time, each given its share of the cores: MXNet keeps
 # the memory a process has used, and most tests keep one core busy. Then
 # the numerical tests again, a process each, with oneDNN held to a lower
 # instruction set: the kernels other CPUs take (tests/suite.py; README,

@@ -33,8 +33,8 @@ ORDERS = 'file (default), reverse (the modules last to first), random ' \
 def pytest_addoption(parser):
     parser.addoption('--order', default='file', help=ORDERS)
     parser.addoption('--shard', default='1/1', metavar='K/N',
-                     help='run the K-th of N contiguous parts of the '
-                     'ordered modules (make test: a process each)')
+                     help='run the K-th of N parts of the modules, of '
+                     'about equal cost (make test: a process each)')
 
 
 def shard(spec):
@@ -74,8 +74,8 @@ SHARED_WITH = {'tests/test_lessons.py': 'tests/test_docs.py'}
 
 
 def pytest_ignore_collect(collection_path, config):
-    """With --shard K/N, only the K-th of N contiguous parts of the ordered
-    modules is collected: MXNet keeps the memory a process has used, which
+    """With --shard K/N, only the K-th of N parts of the ordered modules
+    is collected (`arrange`): MXNet keeps the memory a process has used, which
     grew past 19 GB over the whole suite in one process (README,
     "Development"), and importing the others would only slow the part."""
     if collection_path.resolve().parent == HERE and \
@@ -106,7 +106,8 @@ def pytest_collection_modifyitems(config, items):
 def arrange(nodeids, order, k=1, n=1):
     """The test ids of part K of N, in the order they run: the modules
     (those of SHARED_WITH together) in groups, reordered as `order` says
-    with the tests of each module, then cut into N contiguous parts."""
+    with the tests of each module, then dealt into N parts of about equal
+    cost (`deal`)."""
     modules = {}
     for nodeid in nodeids:
         modules.setdefault(nodeid.split('::')[0], []).append(nodeid)
@@ -123,9 +124,42 @@ def arrange(nodeids, order, k=1, n=1):
             rng.shuffle(group)
             for tests in group:
                 rng.shuffle(tests)
-    groups = groups[(k - 1) * len(groups) // n:k * len(groups) // n]
-    return [nodeid for group in groups for tests in group
+    return [nodeid for group in deal(groups, n)[k - 1] for tests in group
             for nodeid in tests]
+
+
+# The rough cost of the costliest modules, in seconds of a part's time on
+# 2 cores (README, results log, `make test` 2026-12-05); any other module
+# costs LIGHT. Only the parts' balance rests on it: costly modules in
+# one part made it the last to end, and the memory MXNet keeps from each
+# added up (13 GB).
+COST = {'test_docs.py': 75, 'test_precision.py': 70, 'test_cli.py': 55,
+        'test_reliability.py': 50, 'test_heads.py': 45, 'test_dist.py': 45,
+        'test_compare.py': 35, 'test_mixed.py': 35, 'test_benchmark.py': 35,
+        'test_train.py': 30, 'test_native.py': 30, 'test_faults.py': 30,
+        'test_torch_port.py': 15, 'test_export.py': 15, 'test_suite.py': 15,
+        'test_torchvision_fcn.py': 10, 'test_reproduce.py': 10,
+        'test_editions.py': 10}
+LIGHT = 5
+
+
+def group_cost(group):
+    return sum(COST.get(os.path.basename(tests[0].split('::')[0]), LIGHT)
+               for tests in group)
+
+
+def deal(groups, n):
+    """The groups in N parts of about equal cost: the costliest first, each
+    to the part that costs least so far (no part exceeds another by more
+    than one group's cost); each part keeps the groups' order."""
+    parts = [[] for _ in range(n)]
+    totals = [0] * n
+    for index in sorted(range(len(groups)),
+                        key=lambda i: -group_cost(groups[i])):
+        least = totals.index(min(totals))
+        parts[least].append(index)
+        totals[least] += group_cost(groups[index])
+    return [[groups[i] for i in sorted(part)] for part in parts]
 
 
 # what a skip's reason says -> the cause `make test` counts it under;

@@ -1,7 +1,7 @@
 """`make test`: the suite in parts, LANES parts at a time.
 
-Each part is one pytest process over a contiguous share of the ordered
-modules (`--shard K/N`): MXNet keeps the memory a process has used, which
+Each part is one pytest process over a share of the modules of about
+equal cost (`--shard K/N`, conftest.deal): MXNet keeps the memory a process has used, which
 grew past 19 GB over the whole suite in one process. Then the numerical
 tests again, a process each, with oneDNN held to a lower instruction set:
 the kernels other CPUs take (README, "Development").

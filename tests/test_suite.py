@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+import conftest
 import suite
 from conftest import SHARED_WITH, arrange
 
@@ -36,6 +37,21 @@ def test_the_parts_run_every_test_once_with_shared_modules_together(order,
     for a, b in SHARED_WITH.items():
         assert [a in map(module, part) for part in parts] == \
             [b in map(module, part) for part in parts]
+
+
+@pytest.mark.parametrize('order', ['file', 'reverse', 'random:7'])
+def test_the_parts_cost_about_the_same(order, monkeypatch):
+    """No part costs more than another by more than one group's cost,
+    and the two costliest modules never share a part."""
+    costly = {'test_m0.py': 90, 'test_m1.py': 80, 'test_m2.py': 30}
+    monkeypatch.setattr(conftest, 'COST', costly)
+    for n in (2, 3, 4):
+        parts = [arrange(NODEIDS, order, k, n) for k in range(1, n + 1)]
+        totals = [sum(conftest.group_cost([[m]]) for m in
+                      {module(x) for x in part}) for part in parts]
+        assert max(totals) - min(totals) <= 90, totals
+        assert not any('tests/test_m0.py::test_a' in part and
+                       'tests/test_m1.py::test_a' in part for part in parts)
 
 
 def test_orders_move_modules_and_a_seed_repeats_its_order():
