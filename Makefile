@@ -59,11 +59,7 @@ PARTS ?= 6
 LANES ?= 2
 LOWER_ISAS := AVX2 AVX512_CORE
 
-# The package's bytecode is written once first: where PYTHONDONTWRITEBYTECODE
-# is set (as on this project's machines) every process would compile the
-# modules it imports again, and the suite starts hundreds.
 test: $(VENV)/.installed-test
-	$(PY) -m compileall -q gluon_fcn
 	$(PY) tests/suite.py --order $(ORDER) --parts $(PARTS) \
 		--lanes $(LANES) $(addprefix --isa ,$(LOWER_ISAS))
 
