@@ -14,6 +14,7 @@ from mxnet import npx
 import gluon_fcn  # noqa: F401  (before MXNet loads: a thread per core)
 from gluon_fcn.core.zoo import import_gluoncv
 from gluon_fcn.errors import FCNError
+from suite import SKIP_COUNTS_VAR, skip_line
 
 try:
     import_gluoncv()  # torch hidden while it imports (gluon_fcn.core.zoo)
@@ -208,12 +209,9 @@ def pytest_unconfigure(config):
             else str(report.longrepr)
         cause = skip_cause(reason.removeprefix('Skipped: '))
         counts[cause] = counts.get(cause, 0) + 1
-    causes = ', '.join(f'{n} {cause}' for cause, n in
-                       sorted(counts.items(), key=lambda c: -c[1]))
-    reporter.write_line(f'skipped by cause: {causes}' if counts
-                        else 'skipped: none')
-    if os.environ.get('GLUON_FCN_SKIP_COUNTS'):  # for tests/suite.py
-        with open(os.environ['GLUON_FCN_SKIP_COUNTS'], 'w') as f:
+    reporter.write_line(skip_line(counts))
+    if os.environ.get(SKIP_COUNTS_VAR):  # the runner sums the parts'
+        with open(os.environ[SKIP_COUNTS_VAR], 'w') as f:
             json.dump(counts, f)
 
 

@@ -1,8 +1,9 @@
 """`make test`: the suite in parts, LANES parts at a time.
 
 Each part is one pytest process over a share of the modules of about
-equal cost (`--shard K/N`, conftest.deal): MXNet keeps the memory a process has used, which
-grew past 19 GB over the whole suite in one process. Then the numerical
+equal cost (`--shard K/N`, conftest.deal): MXNet keeps the memory a
+process has used, which grew past 19 GB over the whole suite in one
+process. Then the numerical
 tests again, a process each, with oneDNN held to a lower instruction set:
 the kernels other CPUs take (README, "Development").
 
@@ -28,6 +29,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NO_TESTS = 5  # pytest's exit status where a part selects no test
+# where conftest writes a part's skips by cause, as JSON
+SKIP_COUNTS_VAR = 'GLUON_FCN_SKIP_COUNTS'
 
 
 def parse_args(argv):
@@ -87,7 +90,7 @@ class Job:
         self.skips = os.path.join(folder, f'{number}.skips.json')
         self.proc = subprocess.Popen(
             command, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
-            env={**os.environ, **env, 'GLUON_FCN_SKIP_COUNTS': self.skips},
+            env={**os.environ, **env, SKIP_COUNTS_VAR: self.skips},
             start_new_session=True)  # its children are stopped with it
         self.status = self.peak_gb = None
 
@@ -166,7 +169,7 @@ def run(todo, lanes, live=None):
         print(f'== stopped at the first failure ({minutes:.1f} min)')
         return status
     print(f'== all {total} passed in {minutes:.1f} min')
-    print(skip_line(skips))
+    print(skip_line(skips, 'in the suite'))
     return 0
 
 
@@ -178,13 +181,15 @@ def progress(ended, total, running):
         for job in running)
 
 
-def skip_line(counts):
-    """The suite's skips by cause, most first (the reruns repeat some)."""
+def skip_line(counts, where=None):
+    """The line that counts skips ({cause: n}) by cause, most first: a
+    part's (conftest), or with `where='in the suite'` the whole suite's."""
+    head = f'skipped {where}' if where else 'skipped'
     if not counts:
-        return 'skipped in the suite: none'
+        return f'{head}: none'
     causes = ', '.join(f'{n} {cause}' for cause, n in
                        sorted(counts.items(), key=lambda c: -c[1]))
-    return f'skipped in the suite by cause: {causes}'
+    return f'{head} by cause: {causes}'
 
 
 def main(argv=None):

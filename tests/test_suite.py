@@ -64,8 +64,10 @@ def test_orders_move_modules_and_a_seed_repeats_its_order():
 
 
 def suite_copy(folder, modules):
-    """A folder of this suite's conftest and `modules`, each of 3 tests."""
-    shutil.copy(os.path.join(HERE, 'conftest.py'), folder)
+    """A folder of this suite's conftest (and the runner it imports) and
+    `modules`, each of 3 tests."""
+    for name in ('conftest.py', 'suite.py'):
+        shutil.copy(os.path.join(HERE, name), folder)
     (folder / 'pytest.ini').write_text('[pytest]\n')
     for name in modules:
         (folder / name).write_text(''.join(
